@@ -1,0 +1,1 @@
+"""The govgate gateway: Litestar app, routing table, upstream client, CLI."""

@@ -1,0 +1,168 @@
+"""The composition root: registry + policies + gateway in one Litestar app."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+from litestar import Litestar, Request, Response, get
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.config import GatewayConfig
+from gateway.problems import PROBLEM_MEDIA_TYPE, problem_body
+from gateway.proxy import Gateway
+from gateway.routing import RoutingTable
+from gateway.upstream import Upstream
+from policies.context import Policy
+from policies.correlation_id import CorrelationIdPolicy
+from policies.request_validation import OperationValidator, RequestValidationPolicy
+from registry.api import registry_router
+from registry.errors import RegistryError
+from registry.model import Contract, Version
+from registry.service import Registry
+from registry.store import open_store
+
+log = logging.getLogger("govgate")
+CONFIG_ENV = "GOVGATE_CONFIG_JSON"
+# served by Litestar handlers; every other path is a governed call and the gateway tags it itself
+OWN_PATHS = ("/registry", "/healthz", "/readyz", "/metrics")
+
+_SLUGS = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
+          409: "conflict", 413: "payload-too-large", 415: "unsupported-media-type", 422: "invalid-document"}
+
+
+def create_app(config: GatewayConfig) -> Litestar:
+    """The whole govgate server for one configuration."""
+    correlation = CorrelationIdPolicy(config.correlation_id)
+    upstreams = {name: Upstream(name, upstream) for name, upstream in config.upstreams.items()}
+    gateway = Gateway(correlation, upstreams, config.max_body_bytes)
+    store = open_store(config.store)
+    registry = Registry(store)
+
+    def build_chain(contract: Contract, version: Version, document: dict[str, Any], path_item: dict[str, Any],
+                    operation: dict[str, Any]) -> Sequence[Policy]:
+        validation = config.request_validation
+        validator = OperationValidator(document, path_item, operation, check_formats=validation.check_formats)
+        return [RequestValidationPolicy(validation, validator)]
+
+    async def reload() -> None:
+        gateway.swap(RoutingTable.compile(await store.list_published(), build_chain))
+
+    async def startup(app: Litestar) -> None:
+        await store.open()
+        await reload()
+        app.state.ready = True
+
+    async def shutdown(app: Litestar) -> None:
+        await gateway.close()
+        await store.close()
+
+    registry.on_publish(reload)
+
+    app = Litestar(
+        route_handlers=[healthz, readyz, registry_router],
+        state=State({"registry": registry, "gateway": gateway, "ready": False, "correlation": correlation}),
+        on_startup=[startup],
+        on_shutdown=[shutdown],
+        middleware=[correlation_middleware(correlation)],
+        exception_handlers={Exception: problem_response},
+        openapi_config=OpenAPIConfig(
+            title="govgate registry", version="0.1.0", path="/registry",
+            description="Contracts, versions and publishing. Errors are RFC 9457 problem+json.",
+        ),
+        request_max_body_size=None,  # the registry and the gateway enforce their own limits
+        debug=False,
+    )
+    app.asgi_handler = dispatch(app.asgi_handler, gateway)
+    return app
+
+
+def dispatch(litestar_handler: ASGIApp, gateway: Gateway) -> ASGIApp:
+    """Governed calls go straight to the gateway; the registry and probes go through Litestar's router.
+
+    A Litestar mount at "/" would shadow the registry's path-parameter routes, and the hot path
+    gains nothing from Litestar's per-request machinery.
+    """
+
+    async def handler(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith(OWN_PATHS):
+            await gateway(scope, receive, send)
+        else:
+            await litestar_handler(scope, receive, send)
+
+    return handler
+
+
+def from_environment() -> Litestar:
+    """App factory for a server that imports by name (granian): config from the environment."""
+    raw = os.environ.get(CONFIG_ENV)
+    config = msgspec.json.decode(raw, type=GatewayConfig) if raw else GatewayConfig()
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return create_app(config)
+
+
+@get("/healthz", include_in_schema=False, sync_to_thread=False)
+def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@get("/readyz", include_in_schema=False, sync_to_thread=False)
+def readyz(state: State) -> Response[dict[str, Any]]:
+    """Readiness: contracts are loaded and routes compiled."""
+    if not state.ready:
+        return Response({"status": "loading"}, status_code=503)
+    routes = state.gateway.table.routes()
+    return Response({"status": "ready", "apis": len(state.gateway.table.apis), "operations": len(routes)})
+
+
+def correlation_middleware(correlation: CorrelationIdPolicy) -> Any:
+    """Give every non-gateway request a correlation id and echo it (the gateway does its own)."""
+    header = correlation.header.encode()
+
+    def factory(app: ASGIApp) -> ASGIApp:
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            correlation_id = correlation.assign(headers)
+            scope.setdefault("state", {})["correlation_id"] = correlation_id
+
+            async def send_with_id(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message["headers"] = [*message.get("headers", []), (header, correlation_id.encode())]
+                await send(message)
+
+            await app(scope, receive, send_with_id)
+
+        return middleware
+
+    return factory
+
+
+def problem_response(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """Every error of the Litestar routes as problem+json."""
+    correlation_id = request.scope.get("state", {}).get("correlation_id", "")
+    if isinstance(exc, RegistryError):
+        status, title, detail, errors = exc.status, exc.title, exc.detail, exc.errors or None
+        slug = _SLUGS.get(status, "error")
+    elif isinstance(exc, HTTPException):
+        status, title, detail = exc.status_code, exc.detail, exc.detail
+        extra = exc.extra if isinstance(exc.extra, list) else [exc.extra] if exc.extra else []
+        errors = [{"in": e.get("source", "request"), "pointer": f"/{e['key']}" if e.get("key") else "",
+                   "message": e.get("message", "")} for e in extra if isinstance(e, dict)] or None
+        slug = _SLUGS.get(status, "error")
+    else:
+        log.exception("unexpected error", extra={"correlation_id": correlation_id})
+        status, slug, title, detail, errors = 500, "internal-error", "Internal error", "quote the correlation id", None
+    body = problem_body(status, slug, title, detail, correlation_id=correlation_id,
+                        instance=request.url.path, errors=errors)
+    headers = dict(getattr(exc, "headers", None) or {})
+    return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)

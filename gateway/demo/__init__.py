@@ -1,0 +1,1 @@
+"""Sample upstreams the gateway demo and end-to-end tests run against."""

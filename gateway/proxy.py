@@ -1,0 +1,141 @@
+"""The governed-call path: an ASGI app mounted under Litestar for `/{contract}/v{major}/...`.
+
+It bypasses Litestar's per-request machinery on purpose: the routing table, validators
+and policy chains are compiled when contracts load, so a request costs one table lookup,
+the chain, and one upstream call.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any
+
+from litestar.types import Receive, Scope, Send
+
+from gateway.problems import PROBLEM_MEDIA_TYPE, problem_body
+from gateway.routing import RoutingTable
+from gateway.upstream import Upstream
+from policies.context import RequestContext
+from policies.correlation_id import CorrelationIdPolicy
+from policies.errors import GatewayProblem
+
+log = logging.getLogger("govgate.gateway")
+
+
+class Gateway:
+    """Routes, checks and forwards governed calls."""
+
+    def __init__(self, correlation: CorrelationIdPolicy, upstreams: dict[str, Upstream], max_body_bytes: int) -> None:
+        self.table = RoutingTable()
+        self.correlation = correlation  # runs before routing, so that even a 404 carries the id
+        self.correlation_header = correlation.header.encode()
+        self.upstreams = upstreams
+        self.max_body_bytes = max_body_bytes
+
+    def swap(self, table: RoutingTable) -> None:
+        """Serve new requests from `table`; requests in flight finish on the old one."""
+        self.table = table
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope["headers"]:
+            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        correlation_id = self.correlation.assign(headers)
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        path = raw_path.decode("latin-1")
+        try:
+            ctx = await self._handle(scope, receive, headers, path, correlation_id)
+        except GatewayProblem as problem:
+            await _send_problem(send, problem, correlation_id, self.correlation_header, path)
+            return
+        except Exception:  # a bug: answer with a problem, keep the process up
+            log.exception("unexpected error", extra={"correlation_id": correlation_id})
+            await _send_problem(send, GatewayProblem(500, "internal-error", "Internal error",
+                                                     "the gateway failed; quote the correlation id"),
+                                correlation_id, self.correlation_header, path)
+            return
+        prefix = f"/{ctx.route.contract}/v{ctx.route.major}"
+        response_headers = [(k.encode("latin-1"), _public_location(k, v, prefix).encode("latin-1"))
+                            for k, v in ctx.response_headers if k.lower() != "x-correlation-id"]
+        response_headers.append((self.correlation_header, correlation_id.encode()))
+        response_headers.append((b"content-length", str(len(ctx.response_body)).encode()))
+        await send({"type": "http.response.start", "status": ctx.response_status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": ctx.response_body})
+
+    async def _handle(self, scope: Scope, receive: Receive, headers: dict[str, str], path: str,
+                      correlation_id: str) -> RequestContext:
+        route, path_params, operation_path = self.table.match(path, scope["method"])
+        client = scope.get("client")
+        ctx = RequestContext(
+            method=scope["method"], path=operation_path, raw_path=operation_path,
+            query_string=scope.get("query_string", b"").decode("latin-1"), headers=headers,
+            client=client[0] if client else "unknown", scheme=scope.get("scheme", "http"),
+            host=headers.get("host", ""),
+        )
+        ctx.correlation_id = correlation_id
+        ctx.route = route
+        ctx.path_params = path_params
+        ctx.body = await self._read_body(headers, receive)
+        for policy in route.chain:
+            outcome = policy.on_request(ctx)
+            if inspect.isawaitable(outcome):
+                await outcome
+        upstream = self.upstreams.get(route.upstream or "")
+        if upstream is None:
+            raise GatewayProblem(502, "upstream-not-configured", "Upstream not configured",
+                                 f"contract {route.contract!r} names upstream {route.upstream!r}, "
+                                 "which this gateway has no address for")
+        await upstream.handle_request(ctx)
+        for policy in reversed(route.chain):
+            policy.on_response(ctx)
+        return ctx
+
+    async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise _too_large(self.max_body_bytes)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise GatewayProblem(400, "client-disconnected", "Client disconnected",
+                                     "the client went away before sending the whole body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise _too_large(self.max_body_bytes)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def close(self) -> None:
+        """Close every upstream's connection pool."""
+        for upstream in self.upstreams.values():
+            await upstream.close()
+
+
+def _public_location(name: str, value: str, prefix: str) -> str:
+    """An upstream's path-absolute Location, as the client must call it through the gateway."""
+    if name.lower() == "location" and value.startswith("/") and not value.startswith("//"):
+        return prefix + value
+    return value
+
+
+def _too_large(limit: int) -> GatewayProblem:
+    # the rest of the body stays unread, so this connection cannot carry another request
+    return GatewayProblem(413, "payload-too-large", "Payload too large",
+                          f"request bodies are limited to {limit} bytes", headers={"Connection": "close"})
+
+
+async def _send_problem(send: Send, problem: GatewayProblem, correlation_id: str, header: bytes,
+                        path: str) -> None:
+    body = problem_body(problem.status, problem.slug, problem.title, problem.detail,
+                        correlation_id=correlation_id, instance=path[:512], errors=problem.errors)
+    headers: list[Any] = [(b"content-type", PROBLEM_MEDIA_TYPE.encode()), (header, correlation_id.encode()),
+                          (b"content-length", str(len(body)).encode())]
+    headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in problem.headers.items())
+    await send({"type": "http.response.start", "status": problem.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

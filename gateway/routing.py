@@ -1,0 +1,158 @@
+"""The routing table: `/{contract}/v{major}/{path}` → an operation of a published version.
+
+Compiled once from the published versions (validators, policy chain and upstream per
+operation) and swapped atomically on reload; requests in flight keep the table they
+started with.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import unquote
+
+from policies.context import Policy
+from policies.errors import GatewayProblem
+from registry.model import Contract, SemVer, Version
+
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+_PREFIX = re.compile(r"^/([a-z][a-z0-9]*(?:[.-][a-z0-9]+)*)/v(0|[1-9][0-9]{0,5})(/.*)?$")
+
+
+class Route:
+    """One operation of one published version, with everything a request needs."""
+
+    __slots__ = ("contract", "version", "major", "method", "template", "operation_id", "upstream", "chain")
+
+    def __init__(self, contract: str, version: str, major: int, method: str, template: str,
+                 operation_id: str, upstream: str | None, chain: Sequence[Policy]) -> None:
+        self.contract = contract
+        self.version = version
+        self.major = major
+        self.method = method
+        self.template = template
+        self.operation_id = operation_id
+        self.upstream = upstream
+        self.chain = tuple(chain)
+
+
+class _PathEntry:
+    """The operations of one path template."""
+
+    __slots__ = ("template", "pattern", "names", "literal_segments", "routes")
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        segments = template.strip("/").split("/") if template.strip("/") else []
+        self.names: list[str] = []
+        regex = []
+        for segment in segments:
+            parts = re.split(r"\{([^}/]+)\}", segment)
+            piece = ""
+            for i, part in enumerate(parts):
+                if i % 2:
+                    self.names.append(part)
+                    piece += "([^/]+)"
+                else:
+                    piece += re.escape(part)
+            regex.append(piece)
+        self.pattern = re.compile("^/" + "/".join(regex) + "$") if segments else re.compile("^/?$")
+        self.literal_segments = sum(1 for s in segments if "{" not in s)
+        self.routes: dict[str, Route] = {}
+
+
+class _Api:
+    """The newest published version of one contract major."""
+
+    __slots__ = ("static", "templated", "version")
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+        self.static: dict[str, _PathEntry] = {}
+        self.templated: list[_PathEntry] = []
+
+
+ChainFactory = Callable[[Contract, Version, dict[str, Any], dict[str, Any], dict[str, Any]], Sequence[Policy]]
+
+
+class RoutingTable:
+    """Finds the route for a request path and method."""
+
+    def __init__(self, apis: dict[tuple[str, int], _Api] | None = None) -> None:
+        self.apis = apis or {}
+
+    @classmethod
+    def compile(cls, published: Sequence[tuple[Contract, Version, str]], build_chain: ChainFactory) -> RoutingTable:
+        """Build the table from published versions; within a major the newest version serves."""
+        newest: dict[tuple[str, int], tuple[Contract, Version, str]] = {}
+        for contract, version, document in published:
+            if contract.kind != "openapi" or version.state != "published":
+                continue
+            key = (contract.name, version.major)
+            if key not in newest or SemVer.parse(version.version) > SemVer.parse(newest[key][1].version):
+                newest[key] = (contract, version, document)
+        apis = {key: _compile_api(*entry, build_chain) for key, entry in newest.items()}
+        return cls(apis)
+
+    def match(self, path: str, method: str) -> tuple[Route, dict[str, str], str]:
+        """(route, path parameters, operation path) for a request; 404 / 405 GatewayProblem otherwise."""
+        prefix = _PREFIX.match(path)
+        if not prefix:
+            raise _not_found(f"no governed API at {path[:200]!r}: paths look like /{{contract}}/v{{major}}/...")
+        name, major, rest = prefix.group(1), int(prefix.group(2)), prefix.group(3) or "/"
+        api = self.apis.get((name, major))
+        if api is None:
+            raise _not_found(f"no published contract {name!r} with major version {major}")
+        entry = api.static.get(rest)
+        params: dict[str, str] = {}
+        if entry is None:
+            for candidate in api.templated:
+                found = candidate.pattern.match(rest)
+                if found:
+                    entry = candidate
+                    params = {n: unquote(v) for n, v in zip(candidate.names, found.groups())}
+                    break
+        if entry is None:
+            raise _not_found(f"{name} v{major} has no operation at {rest[:200]!r}")
+        route = entry.routes.get(method.lower())
+        if route is None:
+            allowed = ", ".join(sorted(m.upper() for m in entry.routes))
+            raise GatewayProblem(405, "method-not-allowed", "Method not allowed",
+                                 f"{method} is not an operation of {entry.template}; allowed: {allowed}",
+                                 headers={"Allow": allowed})
+        return route, params, rest
+
+    def routes(self) -> list[Route]:
+        """Every route, for listings and metrics."""
+        out = []
+        for api in self.apis.values():
+            for entry in [*api.static.values(), *api.templated]:
+                out.extend(entry.routes.values())
+        return out
+
+
+def _compile_api(contract: Contract, version: Version, document_text: str, build_chain: ChainFactory) -> _Api:
+    document = json.loads(document_text)
+    api = _Api(version.version)
+    for template, path_item in (document.get("paths") or {}).items():
+        entry = _PathEntry(template)
+        for method in HTTP_METHODS:
+            operation = path_item.get(method)
+            if not isinstance(operation, dict):
+                continue
+            chain = build_chain(contract, version, document, path_item, operation)
+            entry.routes[method] = Route(
+                contract.name, version.version, version.major, method, template,
+                operation.get("operationId", f"{method} {template}"), contract.upstream, chain)
+        if entry.names:
+            api.templated.append(entry)
+        else:
+            api.static[template] = entry
+    api.templated.sort(key=lambda e: (-e.literal_segments, e.template))
+    return api
+
+
+def _not_found(detail: str) -> GatewayProblem:
+    return GatewayProblem(404, "not-found", "Not found", detail)

@@ -1,0 +1,1 @@
+"""Contract registry: model, store, documents and the /registry REST API."""

@@ -1,0 +1,156 @@
+"""The /registry REST API: contracts, versions, documents, publishing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, Router, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
+
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+from litestar.params import Parameter
+
+from registry import documents
+from registry.errors import InvalidRequest, RegistryError
+from registry.model import Contract, NewContract, Version
+from registry.service import Registry
+
+DOCUMENT_MEDIA_TYPES = {
+    "application/json", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml",
+    "application/openapi+json", "application/openapi+yaml", "application/schema+json",
+}
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+ACTOR = "anonymous"  # identities and roles arrive with the workflow issue
+
+ContractPath = Annotated[str, Parameter(description="contract name, e.g. erp.sales-orders", max_length=100)]
+VersionPath = Annotated[str, Parameter(description="semantic version, e.g. 1.2.0", max_length=64)]
+
+
+class UnsupportedMediaType(RegistryError):
+    status = 415
+    title = "Unsupported media type"
+
+
+class PayloadTooLarge(RegistryError):
+    status = 413
+    title = "Payload too large"
+
+
+class VersionAdded(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to adding a version: its metadata and whether it was new."""
+
+    version: Version
+    created: bool
+
+
+class ContractDetail(msgspec.Struct, frozen=True, kw_only=True):
+    """A contract with its versions."""
+
+    contract: Contract
+    versions: list[Version]
+
+
+async def read_document(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """The uploaded document, parsed from YAML or JSON after media type and size checks."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in DOCUMENT_MEDIA_TYPES:
+        raise UnsupportedMediaType(f"send the document as one of {sorted(DOCUMENT_MEDIA_TYPES)}")
+    declared = request.headers.get("content-length", "0")
+    if declared.isdigit() and int(declared) > MAX_DOCUMENT_BYTES:
+        raise PayloadTooLarge(f"documents are limited to {MAX_DOCUMENT_BYTES} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_DOCUMENT_BYTES:
+            raise PayloadTooLarge(f"documents are limited to {MAX_DOCUMENT_BYTES} bytes")
+    if not body.strip():
+        raise InvalidRequest("the request body is empty: send the document")
+    return documents.parse(bytes(body), source="request body")
+
+
+@dataclass
+class DocumentUpload(Operation):
+    """OpenAPI operation for the upload: the body is a document, YAML or JSON."""
+
+    def __post_init__(self) -> None:
+        schema = Schema(type=OpenAPIType.OBJECT, description="an OpenAPI 3.0 / 3.1 document or a JSON Schema")
+        self.request_body = RequestBody(
+            required=True,
+            content={media: OpenAPIMediaType(schema=schema) for media in sorted(DOCUMENT_MEDIA_TYPES)},
+        )
+
+
+def provide_registry(state: State) -> Registry:
+    """The Registry the app keeps in its state."""
+    return state.registry
+
+
+class ContractController(Controller):
+    """Contracts and their versions."""
+
+    path = "/contracts"
+    tags = ["contracts"]
+
+    @post("/", summary="Register a contract")
+    async def create(self, registry: Registry, data: NewContract) -> Response[Contract]:
+        contract, created = await registry.create_contract(data, actor=ACTOR)
+        return Response(contract, status_code=201 if created else 200)
+
+    @get("/", summary="List contracts")
+    async def list(self, registry: Registry) -> list[Contract]:
+        return await registry.store.list_contracts()
+
+    @get("/{name:str}", summary="Get a contract with its versions")
+    async def detail(self, registry: Registry, name: ContractPath) -> ContractDetail:
+        return ContractDetail(contract=await registry.contract(name), versions=await registry.versions(name))
+
+    @post(
+        "/{name:str}/versions",
+        summary="Add a version (OpenAPI 3.0 / 3.1 or JSON Schema, as YAML or JSON)",
+        operation_class=DocumentUpload,
+        description="Same content under the same version is a no-op (200); other content is 409.",
+    )
+    async def add_version(
+        self,
+        registry: Registry,
+        request: Request[Any, Any, Any],
+        name: ContractPath,
+        version: Annotated[str | None, Parameter(query="version", max_length=64)] = None,
+    ) -> Response[VersionAdded]:
+        document = await read_document(request)
+        added, created = await registry.add_version(name, document, version=version, actor=ACTOR)
+        return Response(VersionAdded(version=added, created=created), status_code=201 if created else 200)
+
+    @get("/{name:str}/versions", summary="List a contract's versions")
+    async def versions(self, registry: Registry, name: ContractPath) -> list[Version]:
+        return await registry.versions(name)
+
+    @get("/{name:str}/versions/{version:str}", summary="Get a version")
+    async def version(self, registry: Registry, name: ContractPath, version: VersionPath) -> Version:
+        return await registry.version(name, version)
+
+    @get("/{name:str}/versions/{version:str}/document", summary="Get a version's canonical document",
+         media_type="application/json")
+    async def document(self, registry: Registry, name: ContractPath, version: VersionPath) -> Response[bytes]:
+        text = await registry.document(name, version)
+        return Response(text.encode(), media_type="application/json")
+
+    @post("/{name:str}/versions/{version:str}/publish", summary="Publish a version", status_code=200)
+    async def publish(self, registry: Registry, name: ContractPath, version: VersionPath) -> Version:
+        return await registry.publish(name, version, actor=ACTOR)
+
+
+@get("/published", summary="List published versions", tags=["contracts"])
+async def list_published(registry: Registry) -> list[Version]:
+    """Every version the gateway serves."""
+    return [version for _, version, _ in await registry.store.list_published()]
+
+
+registry_router = Router(
+    path="/registry",
+    route_handlers=[ContractController, list_published],
+    dependencies={"registry": Provide(provide_registry, sync_to_thread=False)},
+)

@@ -1,0 +1,42 @@
+"""Registry errors. Each carries the HTTP status it becomes at the API edge.
+
+    RegistryError
+    ├── InvalidDocument   422  the document is not a valid contract document
+    ├── InvalidRequest    400  a name, version or field is malformed
+    ├── NotFound          404  no such contract or version
+    └── Conflict          409  exists with other content, or an illegal transition
+"""
+
+from __future__ import annotations
+
+
+class RegistryError(Exception):
+    """Base of every error the registry raises on purpose."""
+
+    status = 400
+    title = "Bad request"
+
+    def __init__(self, detail: str, errors: list[str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors or []
+
+
+class InvalidDocument(RegistryError):
+    status = 422
+    title = "Invalid contract document"
+
+
+class InvalidRequest(RegistryError):
+    status = 400
+    title = "Bad request"
+
+
+class NotFound(RegistryError):
+    status = 404
+    title = "Not found"
+
+
+class Conflict(RegistryError):
+    status = 409
+    title = "Conflict"

@@ -1,0 +1,77 @@
+"""The registry's model: contracts and their immutable versions."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+from registry.errors import InvalidRequest
+
+ContractKind = Literal["openapi", "event"]
+VersionState = Literal["draft", "in_review", "approved", "published", "deprecated", "retired", "rejected", "withdrawn"]
+
+# lower-case dotted / dashed names: they become the first segment of a gateway path
+NAME_PATTERN = r"^[a-z][a-z0-9]*(?:[.-][a-z0-9]+)*$"
+_SEMVER = re.compile(
+    r"^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})"
+    r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?$"
+)
+
+ContractName = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN, min_length=2, max_length=100)]
+
+
+class NewContract(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a caller sends to register a contract."""
+
+    name: ContractName
+    kind: ContractKind
+    owner: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+    description: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+    upstream: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None
+
+
+class Contract(msgspec.Struct, frozen=True, kw_only=True):
+    """A named API or event stream."""
+
+    name: str
+    kind: ContractKind
+    owner: str
+    description: str
+    upstream: str | None
+    created_at: datetime
+    created_by: str
+
+
+class Version(msgspec.Struct, frozen=True, kw_only=True):
+    """One immutable version of a contract's document."""
+
+    contract: str
+    version: str
+    major: int
+    sha256: str
+    state: VersionState
+    created_at: datetime
+    created_by: str
+    published_at: datetime | None = None
+
+
+class SemVer(msgspec.Struct, frozen=True, order=True):
+    """A parsed semantic version; orders by precedence (a pre-release sorts first)."""
+
+    major: int
+    minor: int
+    patch: int
+    is_release: bool
+    prerelease: str
+
+    @classmethod
+    def parse(cls, text: str) -> SemVer:
+        """Parse `MAJOR.MINOR.PATCH[-PRERELEASE]`; InvalidRequest otherwise."""
+        match = _SEMVER.match(text) if isinstance(text, str) else None
+        if not match:
+            raise InvalidRequest(f"version {text!r} is not a semantic version (MAJOR.MINOR.PATCH)")
+        major, minor, patch, pre = match.groups()
+        return cls(int(major), int(minor), int(patch), pre is None, pre or "")

@@ -1,0 +1,208 @@
+"""SQLite backend: one file, WAL, versioned migrations, one writer thread."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from registry.model import Contract, NewContract, Version
+
+T = TypeVar("T")
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE contracts (
+            name TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('openapi', 'event')),
+            owner TEXT NOT NULL,
+            description TEXT NOT NULL,
+            upstream TEXT,
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL
+        );
+        CREATE TABLE versions (
+            contract TEXT NOT NULL REFERENCES contracts(name),
+            version TEXT NOT NULL,
+            major INTEGER NOT NULL,
+            document TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            state TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            published_at TEXT,
+            PRIMARY KEY (contract, version)
+        );
+        CREATE INDEX versions_state ON versions(state);
+        """,
+    ),
+]
+
+_VERSION_COLUMNS = "contract, version, major, sha256, state, created_at, created_by, published_at"
+_CONTRACT_COLUMNS = "name, kind, owner, description, upstream, created_at, created_by"
+
+
+class SQLiteStore:
+    """The embedded store. All SQL runs on one thread that owns the connection."""
+
+    def __init__(self, url: str) -> None:
+        # sqlite:///relative.db, sqlite:////absolute.db (SQLAlchemy's convention), sqlite://:memory:
+        self.path = url.removeprefix("sqlite://").removeprefix("/") or ":memory:"
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._db: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        await self._run(self._open)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(self._db.close)
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    async def create_contract(self, new: NewContract, *, actor: str) -> tuple[Contract, bool]:
+        def tx(db: sqlite3.Connection) -> tuple[Contract, bool]:
+            row = db.execute(f"SELECT {_CONTRACT_COLUMNS} FROM contracts WHERE name = ?", (new.name,)).fetchone()
+            if row:
+                return _contract(row), False
+            values = (new.name, new.kind, new.owner, new.description, new.upstream, _now(), actor)
+            db.execute(f"INSERT INTO contracts ({_CONTRACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", values)
+            return _contract(values), True
+
+        return await self._transaction(tx)
+
+    async def get_contract(self, name: str) -> Contract | None:
+        row = await self._fetchone(f"SELECT {_CONTRACT_COLUMNS} FROM contracts WHERE name = ?", (name,))
+        return _contract(row) if row else None
+
+    async def list_contracts(self) -> list[Contract]:
+        rows = await self._fetchall(f"SELECT {_CONTRACT_COLUMNS} FROM contracts ORDER BY name", ())
+        return [_contract(r) for r in rows]
+
+    async def add_version(
+        self, contract: str, version: str, major: int, document: str, sha256: str, *, actor: str
+    ) -> tuple[Version, bool]:
+        def tx(db: sqlite3.Connection) -> tuple[Version, bool]:
+            query = f"SELECT {_VERSION_COLUMNS} FROM versions WHERE contract = ? AND version = ?"
+            row = db.execute(query, (contract, version)).fetchone()
+            if row:
+                return _version(row), False
+            values = (contract, version, major, sha256, "draft", _now(), actor, None)
+            db.execute(
+                "INSERT INTO versions (contract, version, major, sha256, state, created_at, created_by,"
+                " published_at, document) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*values, document),
+            )
+            return _version(values), True
+
+        return await self._transaction(tx)
+
+    async def get_version(self, contract: str, version: str) -> Version | None:
+        query = f"SELECT {_VERSION_COLUMNS} FROM versions WHERE contract = ? AND version = ?"
+        row = await self._fetchone(query, (contract, version))
+        return _version(row) if row else None
+
+    async def get_document(self, contract: str, version: str) -> str | None:
+        row = await self._fetchone("SELECT document FROM versions WHERE contract = ? AND version = ?",
+                                   (contract, version))
+        return row[0] if row else None
+
+    async def list_versions(self, contract: str) -> list[Version]:
+        query = f"SELECT {_VERSION_COLUMNS} FROM versions WHERE contract = ? ORDER BY created_at, rowid"
+        return [_version(r) for r in await self._fetchall(query, (contract,))]
+
+    async def set_state(self, contract: str, version: str, state: str, *, expected: str) -> Version | None:
+        def tx(db: sqlite3.Connection) -> Version | None:
+            published_at = _now() if state == "published" else None
+            cursor = db.execute(
+                "UPDATE versions SET state = ?, published_at = COALESCE(?, published_at)"
+                " WHERE contract = ? AND version = ? AND state = ?",
+                (state, published_at, contract, version, expected),
+            )
+            if cursor.rowcount != 1:
+                return None
+            query = f"SELECT {_VERSION_COLUMNS} FROM versions WHERE contract = ? AND version = ?"
+            return _version(db.execute(query, (contract, version)).fetchone())
+
+        return await self._transaction(tx)
+
+    async def list_published(self) -> list[tuple[Contract, Version, str]]:
+        columns = ", ".join(f"c.{c}" for c in _CONTRACT_COLUMNS.split(", "))
+        columns += ", " + ", ".join(f"v.{c}" for c in _VERSION_COLUMNS.split(", ")) + ", v.document"
+        rows = await self._fetchall(
+            f"SELECT {columns} FROM versions v JOIN contracts c ON c.name = v.contract"
+            " WHERE v.state IN ('published', 'deprecated') ORDER BY c.name, v.major, v.created_at", ())
+        return [(_contract(r[:7]), _version(r[7:15]), r[15]) for r in rows]
+
+    def _open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA busy_timeout=5000")
+        db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)")
+        applied = {r[0] for r in db.execute("SELECT version FROM schema_migrations")}
+        for number, sql in MIGRATIONS:
+            if number in applied:
+                continue
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in filter(str.strip, sql.split(";")):
+                    db.execute(statement)
+                db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (number, _now()))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        self._db = db
+
+    async def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return result
+
+        return await self._run(run)
+
+    async def _fetchone(self, query: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        return await self._run(lambda: self._connection().execute(query, params).fetchone())
+
+    async def _fetchall(self, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        return await self._run(lambda: self._connection().execute(query, params).fetchall())
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _contract(row: tuple[Any, ...]) -> Contract:
+    name, kind, owner, description, upstream, created_at, created_by = row
+    return Contract(name=name, kind=kind, owner=owner, description=description, upstream=upstream,
+                    created_at=datetime.fromisoformat(created_at), created_by=created_by)
+
+
+def _version(row: tuple[Any, ...]) -> Version:
+    contract, version, major, sha, state, created_at, created_by, published_at = row
+    return Version(contract=contract, version=version, major=major, sha256=sha, state=state,
+                   created_at=datetime.fromisoformat(created_at), created_by=created_by,
+                   published_at=datetime.fromisoformat(published_at) if published_at else None)

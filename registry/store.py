@@ -1,0 +1,61 @@
+"""The registry store: one protocol, a table of backends keyed by URL scheme.
+
+`sqlite:///path/to/file.db` is the embedded default; PostgreSQL joins the table with
+the workflow issue. Every method is one transaction: a failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from registry.model import Contract, NewContract, Version
+
+
+class Store(Protocol):
+    """What the registry needs from a database."""
+
+    async def open(self) -> None:
+        """Connect and apply pending migrations."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    async def create_contract(self, new: NewContract, *, actor: str) -> tuple[Contract, bool]:
+        """Insert a contract; (existing, False) when one by that name exists."""
+
+    async def get_contract(self, name: str) -> Contract | None:
+        """One contract by name."""
+
+    async def list_contracts(self) -> list[Contract]:
+        """Every contract, by name."""
+
+    async def add_version(
+        self, contract: str, version: str, major: int, document: str, sha256: str, *, actor: str
+    ) -> tuple[Version, bool]:
+        """Insert a version; (existing, False) when that version number exists already."""
+
+    async def get_version(self, contract: str, version: str) -> Version | None:
+        """One version's metadata."""
+
+    async def get_document(self, contract: str, version: str) -> str | None:
+        """One version's canonical document text."""
+
+    async def list_versions(self, contract: str) -> list[Version]:
+        """Every version of a contract, oldest first."""
+
+    async def set_state(self, contract: str, version: str, state: str, *, expected: str) -> Version | None:
+        """Move a version to `state` only if it is in `expected`; None when it was not."""
+
+    async def list_published(self) -> list[tuple[Contract, Version, str]]:
+        """Every published version with its contract and document."""
+
+
+def open_store(url: str) -> Store:
+    """The store for a URL, picked from BACKENDS by its scheme."""
+    from registry.sqlite_store import SQLiteStore
+
+    backends = {"sqlite": SQLiteStore}
+    scheme = url.split(":", 1)[0]
+    if scheme not in backends:
+        raise ValueError(f"unknown store {url!r}: supported schemes are {sorted(backends)}")
+    return backends[scheme](url)
