@@ -58,12 +58,20 @@ def sha256(canonical: str) -> str:
 def check_openapi(document: dict[str, Any]) -> None:
     """Raise InvalidDocument listing every problem of an OpenAPI 3.0 / 3.1 document."""
     from openapi_spec_validator import OpenAPIV30SpecValidator, OpenAPIV31SpecValidator
+    from openapi_spec_validator.schemas import openapi_v30_schema_validator, openapi_v31_schema_validator
 
     version = document.get("openapi")
     if not isinstance(version, str) or not version.startswith(_OPENAPI_VERSIONS):
         raise InvalidDocument("only OpenAPI 3.0 and 3.1 documents are accepted", [f"openapi: {version!r}"])
+    v31 = version.startswith("3.1.")
+    # the structural check first: it reports every error, where the full validator may stop at one
+    structural = openapi_v31_schema_validator if v31 else openapi_v30_schema_validator
+    errors = [f"/{'/'.join(map(str, e.absolute_path))}: {e.message}"[:500]
+              for e in structural.iter_errors(document)]
+    if errors:
+        raise InvalidDocument("document is not a valid OpenAPI document", errors)
     _check_refs(document)
-    validator_cls = OpenAPIV31SpecValidator if version.startswith("3.1.") else OpenAPIV30SpecValidator
+    validator_cls = OpenAPIV31SpecValidator if v31 else OpenAPIV30SpecValidator
     try:
         errors = [_spec_error(e) for e in validator_cls(document).iter_errors()]
     except Exception as exc:  # the validator raises on some malformed shapes instead of yielding

@@ -440,13 +440,21 @@ app = create_app()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the sample ERP upstream with uvicorn."""
-    import uvicorn
-
+    """Run the sample ERP upstream with uvicorn (or granian, as the benchmarks do)."""
     parser = argparse.ArgumentParser(prog="python -m gateway.demo.erp", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9090)
+    parser.add_argument("--server", choices=["uvicorn", "granian"], default="uvicorn")
     args = parser.parse_args(argv)
+    if args.server == "granian":
+        from granian import Granian
+        from granian.constants import Interfaces
+
+        Granian("gateway.demo.erp:app", address=args.host, port=args.port, interface=Interfaces.ASGI,
+                workers=1, log_level="warning", backlog=2048).serve()
+        return
+    import uvicorn
+
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", server_header=False)
 
 

@@ -12,6 +12,7 @@ import copy
 import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -33,7 +34,7 @@ from gateway.catalog import bundled_catalog, read_catalog
 from gateway.routing import RoutingTable
 from policies.errors import GatewayProblem
 from policies.request_validation import OperationValidator, RequestValidationConfig, RequestValidationPolicy
-from registry.documents import canonical_json
+from registry.documents import canonical_json, load_file
 from registry.model import Contract, Version
 
 EXAMPLES = int(os.environ.get("GOVGATE_DIFF_EXAMPLES", "200"))
@@ -42,8 +43,13 @@ ORACLE_HOST = "http://oracle.test"
 _TRANSPORT_HEADERS = {"user-agent", "accept-encoding", "accept", "connection", "x-schemathesis-testcaseid"}
 
 
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
 def _operations() -> Iterator[Any]:
-    for entry in read_catalog(bundled_catalog()):
+    legacy = {"name": "legacy.pricing", "kind": "openapi",
+              "loaded": load_file(FIXTURES / "legacy-pricing.v30.yaml")}  # the OpenAPI 3.0 dialect
+    for entry in [*read_catalog(bundled_catalog()), legacy]:
         if entry["kind"] != "openapi":
             continue
         for method_path in _methods(entry["loaded"]):

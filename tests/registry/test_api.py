@@ -1,0 +1,135 @@
+"""The /registry REST API over a real SQLite file, in process."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from litestar.testing import TestClient
+
+from gateway.app import create_app
+from gateway.config import GatewayConfig
+
+CONTRACT = {"name": "erp.sales-orders", "kind": "openapi", "owner": "team-erp", "upstream": "erp",
+            "description": "orders"}
+
+
+@pytest.fixture()
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    app = create_app(GatewayConfig(store=f"sqlite:///{tmp_path}/registry.db"))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture()
+def orders(catalog: list[dict]) -> dict[str, Any]:
+    return next(e for e in catalog if e["name"] == "erp.sales-orders")["loaded"]
+
+
+def problem(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status and body["correlationId"] == response.headers["x-correlation-id"]
+    return body
+
+
+def test_register_upload_publish_and_serve(client: TestClient, orders: dict[str, Any]) -> None:
+    assert client.post("/registry/contracts", json=CONTRACT).status_code == 201
+    assert client.post("/registry/contracts", json=CONTRACT).status_code == 200  # same definition: no-op
+    added = client.post("/registry/contracts/erp.sales-orders/versions", content=yaml.safe_dump(orders),
+                        headers={"content-type": "application/yaml"})
+    assert added.status_code == 201, added.text
+    version = added.json()["version"]
+    assert version["version"] == "1.0.0" and version["state"] == "draft" and len(version["sha256"]) == 64
+    assert client.get("/readyz").json()["operations"] == 0  # nothing published yet
+
+    published = client.post("/registry/contracts/erp.sales-orders/versions/1.0.0/publish")
+    assert published.status_code == 200 and published.json()["state"] == "published"
+    assert client.get("/readyz").json()["operations"] == 4  # the routing table reloaded in place
+    assert [v["version"] for v in client.get("/registry/published").json()] == ["1.0.0"]
+    detail = client.get("/registry/contracts/erp.sales-orders").json()
+    assert detail["contract"]["owner"] == "team-erp" and len(detail["versions"]) == 1
+    document = client.get("/registry/contracts/erp.sales-orders/versions/1.0.0/document")
+    assert document.headers["content-type"].startswith("application/json")
+    assert document.json() == orders
+
+
+def test_versions_are_immutable(client: TestClient, orders: dict[str, Any]) -> None:
+    client.post("/registry/contracts", json=CONTRACT)
+    url = "/registry/contracts/erp.sales-orders/versions"
+    assert client.post(url, json=orders).status_code == 201
+    # the same content in another key order and as YAML is the same version
+    reordered = dict(reversed(list(orders.items())))
+    again = client.post(url, content=yaml.safe_dump(reordered, sort_keys=False),
+                        headers={"content-type": "application/yaml"})
+    assert again.status_code == 200 and again.json()["created"] is False
+    changed = json.loads(json.dumps(orders))
+    changed["info"]["title"] = "Sales orders, renamed"
+    body = problem(client.post(url, json=changed), 409)
+    assert "immutable" in body["detail"]
+    stored = client.get(url + "/1.0.0/document").json()
+    assert stored["info"]["title"] == orders["info"]["title"]
+
+
+def test_invalid_documents_are_refused_with_their_errors(client: TestClient, orders: dict[str, Any]) -> None:
+    client.post("/registry/contracts", json=CONTRACT)
+    url = "/registry/contracts/erp.sales-orders/versions"
+    broken = json.loads(json.dumps(orders))
+    del broken["info"]["title"]
+    broken["paths"]["/orders"]["post"]["responses"] = "nope"
+    body = problem(client.post(url, json=broken), 422)
+    assert len(body["errors"]) >= 2
+    dangling = json.loads(json.dumps(orders))
+    dangling["paths"]["/orders"]["post"]["requestBody"] = {"$ref": "#/components/requestBodies/Missing"}
+    assert "points nowhere" in json.dumps(problem(client.post(url, json=dangling), 422))
+    remote = json.loads(json.dumps(orders))
+    remote["components"]["schemas"]["Evil"] = {"$ref": "http://169.254.169.254/latest/meta-data"}
+    assert "remote" in json.dumps(problem(client.post(url, json=remote), 422))
+    swagger = {"swagger": "2.0", "info": {"title": "x", "version": "1.0.0"}, "paths": {}}
+    problem(client.post(url, json=swagger), 422)
+    problem(client.post(url, content=b"a: [unclosed", headers={"content-type": "application/yaml"}), 422)
+    problem(client.post(url, content=b"- just\n- a list\n", headers={"content-type": "application/yaml"}), 422)
+    bomb = b"a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n"
+    problem(client.post(url, content=bomb, headers={"content-type": "application/yaml"}), 422)
+    problem(client.post(url, content=b"<xml/>", headers={"content-type": "application/xml"}), 415)
+    problem(client.post(url, content=b"", headers={"content-type": "application/json"}), 400)
+    problem(client.post(url, json=orders, params={"version": "1.0"}), 400)
+    problem(client.post(url, json=orders, params={"version": "2.0.0"}), 400)  # disagrees with info.version
+    assert client.get("/registry/contracts/erp.sales-orders/versions").json() == []
+
+
+def test_unknown_things_and_bad_fields(client: TestClient) -> None:
+    problem(client.get("/registry/contracts/nope"), 404)
+    problem(client.get("/registry/contracts/nope/versions/1.0.0"), 404)
+    problem(client.post("/registry/contracts/nope/versions/1.0.0/publish"), 404)
+    body = problem(client.post("/registry/contracts", json={**CONTRACT, "name": "../../etc/passwd"}), 400)
+    assert body["errors"]
+    problem(client.post("/registry/contracts", json={**CONTRACT, "kind": "graphql"}), 400)
+    problem(client.post("/registry/contracts", json={**CONTRACT, "upstream": None}), 400)
+    problem(client.post("/registry/contracts", content=b"{not json", headers={"content-type": "application/json"}), 400)
+    client.post("/registry/contracts", json=CONTRACT)
+    problem(client.post("/registry/contracts", json={**CONTRACT, "owner": "team-other"}), 409)
+
+
+def test_event_contracts_take_json_schema(client: TestClient, catalog: list[dict]) -> None:
+    entry = next(e for e in catalog if e["kind"] == "event")
+    client.post("/registry/contracts", json={"name": entry["name"], "kind": "event", "owner": entry["owner"]})
+    url = f"/registry/contracts/{entry['name']}/versions"
+    problem(client.post(url, json=entry["loaded"]), 400)  # an event schema has no info.version: say it
+    assert client.post(url, json=entry["loaded"], params={"version": "1.0.0"}).status_code == 201
+    problem(client.post(url, json={"type": "object", "minProperties": "three"}, params={"version": "1.1.0"}), 422)
+
+
+def test_registry_serves_its_own_openapi(client: TestClient) -> None:
+    spec = client.get("/registry/openapi.json").json()
+    assert spec["openapi"].startswith("3.1")
+    paths = spec["paths"]
+    assert "/registry/contracts/{name}/versions" in paths
+    upload = paths["/registry/contracts/{name}/versions"]["post"]["requestBody"]["content"]
+    assert "application/yaml" in upload and "application/json" in upload
+    assert not any(p.startswith("/erp") for p in paths)
