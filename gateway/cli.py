@@ -9,6 +9,8 @@ from pathlib import Path
 import msgspec
 
 from gateway import config as gateway_config
+from registry.compat.events import MODES
+from registry.compat.formats import FORMATS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,8 +24,60 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
     serve.add_argument("--config", type=Path, help="YAML configuration file (see docs/configuration.md)")
     serve.add_argument("--server", choices=["granian", "uvicorn"], help="ASGI server (default granian)")
+    diff = commands.add_parser(
+        "diff", help="compare two contract documents and report breaking changes",
+        description="Compare two OpenAPI 3.0/3.1 documents (or two JSON Schemas of an event) offline. "
+                    "Exit 0: nothing at or above --fail-on; 1: something is; 2: input unreadable.")
+    diff.add_argument("old", type=Path, help="the published (old) document, YAML or JSON")
+    diff.add_argument("new", type=Path, help="the proposed (new) document, YAML or JSON")
+    diff.add_argument("--format", choices=sorted(FORMATS), default="text", help="output format (default text)")
+    diff.add_argument("--fail-on", choices=["ERR", "WARN", "INFO"], default="ERR",
+                      help="exit 1 when a change at or above this level is found (default ERR)")
+    diff.add_argument("--mode", choices=MODES, default="BACKWARD",
+                      help="compatibility mode for event schemas (default BACKWARD)")
+    diff.add_argument("--required-with-default", choices=["compatible", "breaking"], default="compatible",
+                      help="event schemas: a new required property with a default is compatible "
+                           "(Confluent) or breaking (oasdiff)")
+    diff.add_argument("--colour", choices=["auto", "always", "never"], default="auto", help="colour text output")
     args = parser.parse_args(argv)
+    if args.command == "diff":
+        return _diff(args)
     return _serve(args)
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from registry.compat.engine import diff_openapi
+    from registry.compat.events import diff_event_schemas
+    from registry.documents import load_file
+    from registry.errors import InvalidDocument
+
+    try:
+        old, new = load_file(args.old), load_file(args.new)
+    except InvalidDocument as exc:
+        print(f"govgate diff: {exc.detail}" + "".join(f"\n  {e}" for e in exc.errors), file=sys.stderr)
+        return 2
+    kinds = {"openapi" in old, "openapi" in new}
+    if len(kinds) != 1:
+        print("govgate diff: one document is OpenAPI and the other is not", file=sys.stderr)
+        return 2
+    if "openapi" in old:
+        report = diff_openapi(old, new)
+    else:
+        report = diff_event_schemas([old], new, mode=args.mode, required_with_default=args.required_with_default,
+                                    old_version=_schema_version(old), new_version=_schema_version(new))
+    formatter = FORMATS[args.format]
+    if args.format == "text":
+        colour = args.colour == "always" or (args.colour == "auto" and sys.stdout.isatty())
+        print(formatter(report, args.fail_on, colour=colour))
+    else:
+        print(formatter(report, args.fail_on))
+    return 1 if report.at_or_above(args.fail_on) else 0
+
+
+def _schema_version(schema: dict) -> str | None:
+    """An event schema's version: the last segment of its `$id` when that is semver."""
+    identifier = schema.get("$id")
+    return str(identifier).rstrip("/").rsplit("/", 1)[-1] if identifier else None
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -1,0 +1,13 @@
+"""An operation added."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from registry.compat.model import Finding
+from registry.compat.structure import ApiDiff
+
+
+def check(diff: ApiDiff) -> Iterator[Finding]:
+    for name, *_ in diff.added:
+        yield Finding("api-operation-added", name, "paths")

@@ -1,0 +1,32 @@
+"""An operation removed: breaking unless it was deprecated and its sunset date has passed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+
+from registry.compat.model import Finding
+from registry.compat.structure import ApiDiff
+
+
+def sunset(operation: dict) -> date | None:
+    """The operation's `x-sunset` date (RFC 8594 meaning), when it declares a valid one."""
+    value = operation.get("x-sunset")
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
+
+
+def check(diff: ApiDiff) -> Iterator[Finding]:
+    for name, _method, _path, operation, _item in diff.removed:
+        when = sunset(operation)
+        if operation.get("deprecated") is not True:
+            yield Finding("api-operation-removed-without-deprecation", name, "paths")
+        elif when is None or when > diff.today:
+            yield Finding("api-operation-removed-before-sunset", name, "paths",
+                          {"sunset": when.isoformat() if when else "none"})
+        else:
+            yield Finding("api-operation-removed-after-sunset", name, "paths", {"sunset": when.isoformat()})

@@ -1,0 +1,34 @@
+"""Security schemes in components: removed, added, retyped, token URL or scopes changed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from registry.compat.model import Finding
+from registry.compat.structure import ApiDiff
+
+
+def check(diff: ApiDiff) -> Iterator[Finding]:
+    old = (diff.old.root.get("components") or {}).get("securitySchemes") or {}
+    new = (diff.new.root.get("components") or {}).get("securitySchemes") or {}
+    for name in sorted(old.keys() - new.keys()):
+        yield Finding("security-scheme-removed", "", f"components securitySchemes {name}", {"name": name})
+    for name in sorted(new.keys() - old.keys()):
+        yield Finding("security-scheme-added", "", f"components securitySchemes {name}", {"name": name})
+    for name in sorted(old.keys() & new.keys()):
+        before, after = diff.old.deref(old[name]), diff.new.deref(new[name])
+        location = f"components securitySchemes {name}"
+        if before.get("type") != after.get("type") or before.get("scheme") != after.get("scheme"):
+            yield Finding("security-scheme-type-changed", "", location,
+                          {"name": name, "old": before.get("scheme") or before.get("type"),
+                           "new": after.get("scheme") or after.get("type")})
+        old_flows, new_flows = before.get("flows") or {}, after.get("flows") or {}
+        for flow in sorted(old_flows.keys() & new_flows.keys()):
+            if old_flows[flow].get("tokenUrl") != new_flows[flow].get("tokenUrl"):
+                yield Finding("security-token-url-changed", "", f"{location} {flow}", {"name": name})
+            removed = sorted((old_flows[flow].get("scopes") or {}).keys() - (new_flows[flow].get("scopes") or {}).keys())
+            if removed:
+                yield Finding("security-scheme-scope-removed", "", f"{location} {flow}",
+                              {"name": name, "scopes": ", ".join(removed)})
+        for flow in sorted(old_flows.keys() - new_flows.keys()):
+            yield Finding("security-flow-removed", "", f"{location} {flow}", {"name": name, "flow": flow})

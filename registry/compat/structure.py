@@ -1,0 +1,296 @@
+"""The structured diff of two OpenAPI documents, computed once and read by every check.
+
+Operations are matched by method and path template (parameter names ignored), parameters
+by location and name, responses by status, media types by name. Schemas are compared by
+structure with `$ref`s resolved, so a schema moved into `components` or a component
+renamed with its refs is no change. Documentation (descriptions, summaries, examples,
+titles, unknown `x-` extensions) never counts. Cycles are followed once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+DOC_KEYS = frozenset({"description", "summary", "example", "examples", "title", "externalDocs", "$comment", "xml"})
+KNOWN_EXTENSIONS = frozenset({"x-sunset"})
+# maps whose keys are names chosen by the author, not keywords: nothing in them is documentation
+NAME_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "paths", "responses", "content",
+                       "headers", "schemas", "securitySchemes", "scopes", "mapping", "dependentSchemas",
+                       "parameters", "requestBodies", "links", "callbacks", "encoding", "variables"})
+VALUE_KEYS = frozenset({"enum", "const", "default", "required"})
+COMBINATORS = ("oneOf", "anyOf", "allOf")
+_TEMPLATE = re.compile(r"\{[^}/]*\}")
+
+
+class Document:
+    """One side of the comparison: the document and `$ref` resolution over it."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.root = document
+        self.openapi_30 = str(document.get("openapi", "")).startswith("3.0.")
+        self._cache: dict[str, Any] = {}
+
+    def deref(self, node: Any) -> Any:
+        """The node a local `$ref` points at (followed through chains); the node itself otherwise."""
+        hops = 0
+        while isinstance(node, dict) and isinstance(node.get("$ref"), str) and hops < 64:
+            ref = node["$ref"]
+            if ref not in self._cache:
+                self._cache[ref] = _pointer(self.root, ref)
+            node, hops = self._cache[ref], hops + 1
+        return node
+
+
+class SchemaPair:
+    """Two schemas at the same place in both documents that are not the same."""
+
+    __slots__ = ("context", "operation", "location", "old", "new", "old_ref", "new_ref", "alternatives",
+                 "old_30", "new_30")
+
+    def __init__(self, context: str, operation: str, location: str, old: dict[str, Any], new: dict[str, Any],
+                 old_ref: Any, new_ref: Any, old_30: bool, new_30: bool) -> None:
+        self.context = context  # request-body | request-parameter | response-body | event
+        self.operation = operation
+        self.location = location
+        self.old = old
+        self.new = new
+        self.old_ref = old_ref  # before dereferencing, for ref names
+        self.new_ref = new_ref
+        self.old_30 = old_30
+        self.new_30 = new_30
+        # combinator -> (indices removed from old, indices added in new)
+        self.alternatives: dict[str, tuple[list[int], list[int]]] = {}
+
+
+class OperationPair:
+    """One operation present in both documents."""
+
+    __slots__ = ("key", "method", "path", "old", "new", "old_item", "new_item")
+
+    def __init__(self, key: str, method: str, path: str, old: dict[str, Any], new: dict[str, Any],
+                 old_item: dict[str, Any], new_item: dict[str, Any]) -> None:
+        self.key = key
+        self.method = method
+        self.path = path
+        self.old = old
+        self.new = new
+        self.old_item = old_item
+        self.new_item = new_item
+
+
+class ApiDiff:
+    """Everything the checks read."""
+
+    def __init__(self, old: dict[str, Any], new: dict[str, Any], *, today: date | None = None) -> None:
+        self.old = Document(old)
+        self.new = Document(new)
+        self.today = today or date.today()
+        self._same: dict[tuple[int, int], bool] = {}
+        old_ops, new_ops = _operations(self.old), _operations(self.new)
+        self.removed = [old_ops[k] for k in old_ops if k not in new_ops]
+        self.added = [new_ops[k] for k in new_ops if k not in old_ops]
+        self.operations = [
+            OperationPair(new_ops[k][0], new_ops[k][1], new_ops[k][2], old_ops[k][3], new_ops[k][3],
+                          old_ops[k][4], new_ops[k][4])
+            for k in new_ops if k in old_ops
+        ]
+        self.schema_pairs: list[SchemaPair] = []
+        for pair in self.operations:
+            self._pair_operation_schemas(pair)
+
+    # -- equality ------------------------------------------------------------------------
+    def same(self, old: Any, new: Any, *, names: bool = False) -> bool:
+        """Structural equality with refs resolved and documentation ignored."""
+        old, new = self.old.deref(old), self.new.deref(new)
+        if isinstance(old, dict) and isinstance(new, dict):
+            key = (id(old), id(new))
+            known = self._same.get(key)
+            if known is not None:
+                return known
+            self._same[key] = True  # a cycle compares equal unless something else differs
+            keys_old, keys_new = _keys(old, names), _keys(new, names)
+            # inside a name map every value is an object again; elsewhere a key says what its value is
+            result = keys_old == keys_new and all(
+                self.same(old[k], new[k]) if names else
+                old[k] == new[k] if k in VALUE_KEYS else self.same(old[k], new[k], names=k in NAME_MAPS)
+                for k in keys_old)
+            self._same[key] = result
+            return result
+        if isinstance(old, list) and isinstance(new, list):
+            return len(old) == len(new) and all(self.same(a, b) for a, b in zip(old, new))
+        return type(old) is type(new) and old == new if not _numbers(old, new) else old == new
+
+    # -- schema pairs --------------------------------------------------------------------
+    def pair_schemas(self, context: str, operation: str, location: str, old: Any, new: Any) -> list[SchemaPair]:
+        """Every differing schema pair under (old, new), outermost first."""
+        out: list[SchemaPair] = []
+        self._walk(context, operation, location, "", old, new, out, set())
+        return out
+
+    def _walk(self, context: str, operation: str, location: str, path: str, old_ref: Any, new_ref: Any,
+              out: list[SchemaPair], stack: set[tuple[int, int]]) -> None:
+        old, new = self.old.deref(old_ref), self.new.deref(new_ref)
+        if not isinstance(old, dict) or not isinstance(new, dict):
+            return
+        key = (id(old), id(new))
+        if key in stack or self.same(old, new):
+            return
+        pair = SchemaPair(context, operation, f"{location} {path or '/'}", old, new, old_ref, new_ref,
+                          self.old.openapi_30, self.new.openapi_30)
+        out.append(pair)
+        stack.add(key)
+        old_props, new_props = old.get("properties") or {}, new.get("properties") or {}
+        for name in old_props:
+            if name in new_props:
+                self._walk(context, operation, location, f"{path}/{name}", old_props[name], new_props[name], out, stack)
+        for keyword, step in (("items", "[]"), ("additionalProperties", "{*}"), ("not", "!")):
+            if isinstance(old.get(keyword), dict) and isinstance(new.get(keyword), dict):
+                self._walk(context, operation, location, f"{path}/{step}", old[keyword], new[keyword], out, stack)
+        for combinator in COMBINATORS:
+            old_alts, new_alts = old.get(combinator) or [], new.get(combinator) or []
+            if not old_alts and not new_alts:
+                continue
+            matched, removed, added = self._match_alternatives(old_alts, new_alts)
+            pair.alternatives[combinator] = (removed, added)
+            for i, j in matched:
+                self._walk(context, operation, location, f"{path}/{combinator}[{j}]", old_alts[i], new_alts[j],
+                           out, stack)
+        stack.discard(key)
+
+    def _match_alternatives(self, old: list[Any], new: list[Any]) -> tuple[list[tuple[int, int]], list[int], list[int]]:
+        left, right = list(range(len(old))), list(range(len(new)))
+        matched: list[tuple[int, int]] = []
+
+        def take(predicate: Any) -> None:
+            for i in list(left):
+                for j in right:
+                    if predicate(old[i], new[j]):
+                        matched.append((i, j))
+                        left.remove(i)
+                        right.remove(j)
+                        break
+
+        take(lambda a, b: self.same(a, b))
+        take(lambda a, b: _ref_name(a) is not None and _ref_name(a) == _ref_name(b))
+        take(lambda a, b: _tag(self.old.deref(a)) is not None and _tag(self.old.deref(a)) == _tag(self.new.deref(b)))
+        if len(left) == 1 and len(right) == 1:  # one changed alternative in place
+            matched.append((left.pop(), right.pop()))
+        return matched, left, right
+
+    def _pair_operation_schemas(self, pair: OperationPair) -> None:
+        for key, (old_param, new_param) in parameter_pairs(self, pair).items():
+            if "schema" in old_param and "schema" in new_param:
+                self.schema_pairs += self.pair_schemas("request-parameter", pair.key, f"{key[0]} parameter {key[1]}",
+                                                       old_param["schema"], new_param["schema"])
+        old_body, new_body = self.old.deref(pair.old.get("requestBody")), self.new.deref(pair.new.get("requestBody"))
+        for media, (old_media, new_media) in media_pairs(self, old_body, new_body).items():
+            self.schema_pairs += self.pair_schemas("request-body", pair.key, f"request body {media}",
+                                                   old_media.get("schema"), new_media.get("schema"))
+        old_responses, new_responses = pair.old.get("responses") or {}, pair.new.get("responses") or {}
+        for status in old_responses:
+            if status not in new_responses:
+                continue
+            old_response, new_response = self.old.deref(old_responses[status]), self.new.deref(new_responses[status])
+            for media, (old_media, new_media) in media_pairs(self, old_response, new_response).items():
+                self.schema_pairs += self.pair_schemas("response-body", pair.key, f"response {status} {media}",
+                                                       old_media.get("schema"), new_media.get("schema"))
+
+
+def parameter_pairs(diff: ApiDiff, pair: OperationPair) -> dict[tuple[str, str], tuple[dict, dict]]:
+    """Parameters present in both versions of an operation, keyed by (in, name)."""
+    old, new = parameters(diff.old, pair.old_item, pair.old), parameters(diff.new, pair.new_item, pair.new)
+    return {key: (old[key], new[key]) for key in old if key in new}
+
+
+def parameters(document: Document, path_item: dict[str, Any], operation: dict[str, Any]) -> dict[tuple[str, str], dict]:
+    """An operation's effective parameters (operation level overrides path level)."""
+    out = {}
+    for raw in [*(path_item.get("parameters") or []), *(operation.get("parameters") or [])]:
+        param = document.deref(raw)
+        if isinstance(param, dict) and "name" in param and "in" in param:
+            name = param["name"].lower() if param["in"] == "header" else param["name"]
+            out[(param["in"], name)] = param
+    return out
+
+
+def media_pairs(diff: ApiDiff, old: Any, new: Any) -> dict[str, tuple[dict, dict]]:
+    """Media types present in both contents."""
+    old_content = (old or {}).get("content") or {} if isinstance(old, dict) else {}
+    new_content = (new or {}).get("content") or {} if isinstance(new, dict) else {}
+    return {media: (diff.old.deref(old_content[media]), diff.new.deref(new_content[media]))
+            for media in old_content if media in new_content}
+
+
+def _operations(document: Document) -> dict[tuple[str, str], tuple[str, str, str, dict, dict]]:
+    out = {}
+    for path, raw_item in (document.root.get("paths") or {}).items():
+        item = document.deref(raw_item)
+        if not isinstance(item, dict):
+            continue
+        for method in HTTP_METHODS:
+            operation = item.get(method)
+            if isinstance(operation, dict):
+                key = (method, _TEMPLATE.sub("{}", path))
+                out[key] = (f"{method.upper()} {path}", method, path, operation, item)
+    return out
+
+
+def _keys(node: dict[str, Any], names: bool) -> set[str]:
+    if names:
+        return set(node)
+    return {k for k in node if k not in DOC_KEYS and (not k.startswith("x-") or k in KNOWN_EXTENSIONS)}
+
+
+def _numbers(a: Any, b: Any) -> bool:
+    return isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) \
+        and not isinstance(b, bool)
+
+
+def _ref_name(node: Any) -> str | None:
+    if isinstance(node, dict) and isinstance(node.get("$ref"), str):
+        return node["$ref"].rsplit("/", 1)[-1]
+    return None
+
+
+def _tag(schema: Any) -> Any:
+    """A value that names an alternative: a `const` or single-value enum of one of its properties."""
+    if not isinstance(schema, dict):
+        return None
+    for name, prop in sorted((schema.get("properties") or {}).items()):
+        if isinstance(prop, dict):
+            if "const" in prop:
+                return (name, repr(prop["const"]))
+            if isinstance(prop.get("enum"), list) and len(prop["enum"]) == 1:
+                return (name, repr(prop["enum"][0]))
+    return None
+
+
+def _pointer(root: Any, ref: str) -> Any:
+    if not ref.startswith("#"):
+        return {}  # remote and relative-file refs are bundled or refused before a diff
+    node = root
+    for token in ref[1:].split("/")[1:]:
+        token = token.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        elif isinstance(node, dict) and token in node:
+            node = node[token]
+        else:
+            return {}
+    return node
+
+
+def walk_all(node: Any) -> Iterator[Any]:
+    """Every dict and list under a node (no ref following)."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        if isinstance(current, dict):
+            stack.extend(current.values())
+        elif isinstance(current, list):
+            stack.extend(current)

@@ -1,0 +1,87 @@
+"""Dialect-neutral readings of a schema (OpenAPI 3.0 and JSON Schema 2020-12 alike)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Bound = tuple[float, bool]  # (value, exclusive)
+
+
+def types(schema: dict[str, Any]) -> frozenset[str]:
+    """Declared types without "null"; empty means any."""
+    declared = schema.get("type")
+    names = declared if isinstance(declared, list) else [declared] if isinstance(declared, str) else []
+    return frozenset(t for t in names if t != "null")
+
+
+def nullable(schema: dict[str, Any], openapi_30: bool) -> bool:
+    """Whether null is allowed by type, `nullable` (3.0) or enum."""
+    if openapi_30 and schema.get("nullable") is True:
+        return True
+    declared = schema.get("type")
+    if isinstance(declared, list) and "null" in declared or declared == "null":
+        return True
+    return any(isinstance(alt, dict) and alt.get("type") == "null" for alt in schema.get("oneOf") or [])
+
+
+def enum(schema: dict[str, Any]) -> list[Any] | None:
+    """Allowed values (`enum` or `const`), null excluded; None when unconstrained."""
+    if "const" in schema:
+        return [schema["const"]]
+    values = schema.get("enum")
+    return [v for v in values if v is not None] if isinstance(values, list) else None
+
+
+def upper(schema: dict[str, Any], openapi_30: bool) -> Bound | None:
+    """The numeric upper bound."""
+    return _bound(schema, "maximum", "exclusiveMaximum", openapi_30, min)
+
+
+def lower(schema: dict[str, Any], openapi_30: bool) -> Bound | None:
+    """The numeric lower bound."""
+    return _bound(schema, "minimum", "exclusiveMinimum", openapi_30, max)
+
+
+def tighter_upper(old: Bound, new: Bound) -> bool:
+    """True when `new` admits less than `old` at the top."""
+    return new[0] < old[0] or (new[0] == old[0] and new[1] and not old[1])
+
+
+def tighter_lower(old: Bound, new: Bound) -> bool:
+    """True when `new` admits less than `old` at the bottom."""
+    return new[0] > old[0] or (new[0] == old[0] and new[1] and not old[1])
+
+
+def closed(schema: dict[str, Any]) -> bool:
+    """Whether properties beyond the declared ones are refused."""
+    return schema.get("additionalProperties") is False or schema.get("unevaluatedProperties") is False
+
+
+def required(schema: dict[str, Any]) -> set[str]:
+    """Required property names."""
+    names = schema.get("required")
+    return {n for n in names if isinstance(n, str)} if isinstance(names, list) else set()
+
+
+def properties(schema: dict[str, Any]) -> dict[str, Any]:
+    """Declared properties."""
+    props = schema.get("properties")
+    return props if isinstance(props, dict) else {}
+
+
+def number(value: Any) -> float | None:
+    """A keyword's numeric value, or None."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _bound(schema: dict[str, Any], inclusive: str, exclusive: str, openapi_30: bool, pick: Any) -> Bound | None:
+    candidates: list[Bound] = []
+    if number(schema.get(inclusive)) is not None:
+        flag = schema.get(exclusive) is True if openapi_30 else False
+        candidates.append((schema[inclusive], flag))
+    if not openapi_30 and number(schema.get(exclusive)) is not None:
+        candidates.append((schema[exclusive], True))
+    if not candidates:
+        return None
+    best = pick(value for value, _ in candidates)
+    return (best, any(flag for value, flag in candidates if value == best))
