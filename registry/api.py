@@ -138,6 +138,13 @@ class ContractController(Controller):
         text = await registry.document(name, version)
         return Response(text.encode(), media_type="application/json")
 
+    @get("/{name:str}/versions/{version:str}/changes", media_type="application/json",
+         summary="Get what a version changes against the version it replaces",
+         description="The report of the compatibility engine (`govgate diff --format json`), computed when the "
+                     "version was added; `null` for a contract's first version.")
+    async def changes(self, registry: Registry, name: ContractPath, version: VersionPath) -> Response[bytes]:
+        return Response(await registry.changes(name, version), media_type="application/json")
+
     @post("/{name:str}/versions/{version:str}/publish", summary="Publish a version", status_code=200)
     async def publish(self, registry: Registry, name: ContractPath, version: VersionPath) -> Version:
         return await registry.publish(name, version, actor=ACTOR)

@@ -11,6 +11,8 @@ import msgspec
 from registry.errors import InvalidRequest
 
 ContractKind = Literal["openapi", "event"]
+CompatibilityMode = Literal["BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL",
+                            "FULL_TRANSITIVE", "NONE"]
 VersionState = Literal["draft", "in_review", "approved", "published", "deprecated", "retired", "rejected", "withdrawn"]
 
 # lower-case dotted / dashed names: they become the first segment of a gateway path
@@ -31,6 +33,8 @@ class NewContract(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     owner: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
     description: Annotated[str, msgspec.Meta(max_length=2000)] = ""
     upstream: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None
+    compatibility: CompatibilityMode = "BACKWARD"
+    """For event contracts: how a new schema version must relate to the earlier ones."""
 
 
 class Contract(msgspec.Struct, frozen=True, kw_only=True):
@@ -43,6 +47,7 @@ class Contract(msgspec.Struct, frozen=True, kw_only=True):
     upstream: str | None
     created_at: datetime
     created_by: str
+    compatibility: CompatibilityMode = "BACKWARD"
 
 
 class Version(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,6 +61,23 @@ class Version(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     created_by: str
     published_at: datetime | None = None
+    base_version: str | None = None
+    """The version this one was compared with when it was added."""
+    required_bump: str | None = None
+    """The smallest semver bump its changes against base_version require."""
+
+
+class NewVersion(msgspec.Struct, frozen=True, kw_only=True):
+    """A checked document on its way into the store, with its compatibility report."""
+
+    contract: str
+    version: str
+    major: int
+    document: str
+    sha256: str
+    base_version: str | None
+    required_bump: str | None
+    changes: str | None  # the report as JSON
 
 
 class SemVer(msgspec.Struct, frozen=True, order=True):

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
+
 from registry import documents
+from registry.compat.engine import diff_openapi
+from registry.compat.events import diff_event_schemas
+from registry.compat.model import Report
 from registry.errors import Conflict, InvalidRequest, NotFound
-from registry.model import Contract, NewContract, SemVer, Version
+from registry.model import Contract, NewContract, NewVersion, SemVer, Version
 from registry.store import Store
 
 Listener = Callable[[], Awaitable[None]]
@@ -56,10 +62,44 @@ class Registry:
             documents.check_event_schema(document)
         canonical = documents.canonical_json(document)
         digest = documents.sha256(canonical)
-        stored, created = await self.store.add_version(name, version, semver.major, canonical, digest, actor=actor)
-        if not created and stored.sha256 != digest:
+        existing = await self.store.get_version(name, version)
+        if existing is not None:  # the same content again is a no-op: no need to diff
+            return self._same_or_conflict(existing, digest, name, version), False
+        base, report = await self._compare(contract, semver, document)
+        new = NewVersion(contract=name, version=version, major=semver.major, document=canonical, sha256=digest,
+                         base_version=base, required_bump=report.semver["required_bump"] if report else None,
+                         changes=msgspec.json.encode(report).decode() if report else None)
+        stored, created = await self.store.add_version(new, actor=actor)
+        return self._same_or_conflict(stored, digest, name, version), created
+
+    async def changes(self, name: str, version: str) -> bytes:
+        """The compatibility report stored with a version (JSON), `null` for a first version."""
+        await self.version(name, version)
+        return (await self.store.get_changes(name, version) or "null").encode()
+
+    async def _compare(self, contract: Contract, semver: SemVer, document: dict[str, Any]
+                       ) -> tuple[str | None, Report | None]:
+        """Diff against the version this one replaces: the newest published below it, else the newest below it."""
+        earlier = [(SemVer.parse(v.version), v) for v in await self.store.list_versions(contract.name)
+                   if v.state not in ("rejected", "withdrawn") and SemVer.parse(v.version) < semver]
+        if not earlier:
+            return None, None
+        earlier.sort(key=lambda pair: pair[0])
+        published = [v for _, v in earlier if v.state in ("published", "deprecated")]
+        base = published[-1] if published else earlier[-1][1]
+        base_document = json.loads(await self.store.get_document(contract.name, base.version) or "{}")
+        if contract.kind == "openapi":
+            return base.version, diff_openapi(base_document, document)
+        history = [json.loads(await self.store.get_document(contract.name, v.version) or "{}") for _, v in earlier]
+        return base.version, diff_event_schemas(history if contract.compatibility.endswith("_TRANSITIVE")
+                                                else [base_document], document, mode=contract.compatibility,
+                                                old_version=base.version, new_version=str(semver))
+
+    @staticmethod
+    def _same_or_conflict(stored: Version, digest: str, name: str, version: str) -> Version:
+        if stored.sha256 != digest:
             raise Conflict(f"{name}@{version} exists with other content; versions are immutable, propose a new one")
-        return stored, created
+        return stored
 
     async def version(self, name: str, version: str) -> Version:
         """One version or NotFound."""
@@ -97,7 +137,7 @@ class Registry:
 
 
 def _definition(contract: Contract | NewContract) -> tuple[Any, ...]:
-    return contract.kind, contract.owner, contract.description, contract.upstream
+    return contract.kind, contract.owner, contract.description, contract.upstream, contract.compatibility
 
 
 def _version_of(contract: Contract, document: dict[str, Any], version: str | None) -> str:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from registry.model import Contract, NewContract, Version
+from registry.model import Contract, NewContract, NewVersion, Version
 
 T = TypeVar("T")
 
@@ -41,10 +41,20 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX versions_state ON versions(state);
         """,
     ),
+    (
+        2,
+        """
+        ALTER TABLE contracts ADD COLUMN compatibility TEXT NOT NULL DEFAULT 'BACKWARD';
+        ALTER TABLE versions ADD COLUMN base_version TEXT;
+        ALTER TABLE versions ADD COLUMN required_bump TEXT;
+        ALTER TABLE versions ADD COLUMN changes TEXT;
+        """,
+    ),
 ]
 
-_VERSION_COLUMNS = "contract, version, major, sha256, state, created_at, created_by, published_at"
-_CONTRACT_COLUMNS = "name, kind, owner, description, upstream, created_at, created_by"
+_VERSION_COLUMNS = ("contract, version, major, sha256, state, created_at, created_by, published_at, base_version,"
+                    " required_bump")
+_CONTRACT_COLUMNS = "name, kind, owner, description, upstream, created_at, created_by, compatibility"
 
 
 class SQLiteStore:
@@ -70,8 +80,8 @@ class SQLiteStore:
             row = db.execute(f"SELECT {_CONTRACT_COLUMNS} FROM contracts WHERE name = ?", (new.name,)).fetchone()
             if row:
                 return _contract(row), False
-            values = (new.name, new.kind, new.owner, new.description, new.upstream, _now(), actor)
-            db.execute(f"INSERT INTO contracts ({_CONTRACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", values)
+            values = (new.name, new.kind, new.owner, new.description, new.upstream, _now(), actor, new.compatibility)
+            db.execute(f"INSERT INTO contracts ({_CONTRACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
             return _contract(values), True
 
         return await self._transaction(tx)
@@ -84,23 +94,24 @@ class SQLiteStore:
         rows = await self._fetchall(f"SELECT {_CONTRACT_COLUMNS} FROM contracts ORDER BY name", ())
         return [_contract(r) for r in rows]
 
-    async def add_version(
-        self, contract: str, version: str, major: int, document: str, sha256: str, *, actor: str
-    ) -> tuple[Version, bool]:
+    async def add_version(self, new: NewVersion, *, actor: str) -> tuple[Version, bool]:
         def tx(db: sqlite3.Connection) -> tuple[Version, bool]:
             query = f"SELECT {_VERSION_COLUMNS} FROM versions WHERE contract = ? AND version = ?"
-            row = db.execute(query, (contract, version)).fetchone()
+            row = db.execute(query, (new.contract, new.version)).fetchone()
             if row:
                 return _version(row), False
-            values = (contract, version, major, sha256, "draft", _now(), actor, None)
-            db.execute(
-                "INSERT INTO versions (contract, version, major, sha256, state, created_at, created_by,"
-                " published_at, document) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*values, document),
-            )
+            values = (new.contract, new.version, new.major, new.sha256, "draft", _now(), actor, None,
+                      new.base_version, new.required_bump)
+            db.execute(f"INSERT INTO versions ({_VERSION_COLUMNS}, document, changes)"
+                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*values, new.document, new.changes))
             return _version(values), True
 
         return await self._transaction(tx)
+
+    async def get_changes(self, contract: str, version: str) -> str | None:
+        row = await self._fetchone("SELECT changes FROM versions WHERE contract = ? AND version = ?",
+                                   (contract, version))
+        return row[0] if row else None
 
     async def get_version(self, contract: str, version: str) -> Version | None:
         query = f"SELECT {_VERSION_COLUMNS} FROM versions WHERE contract = ? AND version = ?"
@@ -137,7 +148,7 @@ class SQLiteStore:
         rows = await self._fetchall(
             f"SELECT {columns} FROM versions v JOIN contracts c ON c.name = v.contract"
             " WHERE v.state IN ('published', 'deprecated') ORDER BY c.name, v.major, v.created_at", ())
-        return [(_contract(r[:7]), _version(r[7:15]), r[15]) for r in rows]
+        return [(_contract(r[:8]), _version(r[8:18]), r[18]) for r in rows]
 
     def _open(self) -> None:
         if self.path != ":memory:":
@@ -196,13 +207,15 @@ def _now() -> str:
 
 
 def _contract(row: tuple[Any, ...]) -> Contract:
-    name, kind, owner, description, upstream, created_at, created_by = row
+    name, kind, owner, description, upstream, created_at, created_by, compatibility = row
     return Contract(name=name, kind=kind, owner=owner, description=description, upstream=upstream,
-                    created_at=datetime.fromisoformat(created_at), created_by=created_by)
+                    created_at=datetime.fromisoformat(created_at), created_by=created_by,
+                    compatibility=compatibility)
 
 
 def _version(row: tuple[Any, ...]) -> Version:
-    contract, version, major, sha, state, created_at, created_by, published_at = row
+    contract, version, major, sha, state, created_at, created_by, published_at, base_version, bump = row
     return Version(contract=contract, version=version, major=major, sha256=sha, state=state,
                    created_at=datetime.fromisoformat(created_at), created_by=created_by,
-                   published_at=datetime.fromisoformat(published_at) if published_at else None)
+                   published_at=datetime.fromisoformat(published_at) if published_at else None,
+                   base_version=base_version, required_bump=bump)

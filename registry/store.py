@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from registry.model import Contract, NewContract, Version
+from registry.model import Contract, NewContract, NewVersion, Version
 
 
 class Store(Protocol):
@@ -29,10 +29,11 @@ class Store(Protocol):
     async def list_contracts(self) -> list[Contract]:
         """Every contract, by name."""
 
-    async def add_version(
-        self, contract: str, version: str, major: int, document: str, sha256: str, *, actor: str
-    ) -> tuple[Version, bool]:
+    async def add_version(self, new: NewVersion, *, actor: str) -> tuple[Version, bool]:
         """Insert a version; (existing, False) when that version number exists already."""
+
+    async def get_changes(self, contract: str, version: str) -> str | None:
+        """The compatibility report stored with a version, as JSON."""
 
     async def get_version(self, contract: str, version: str) -> Version | None:
         """One version's metadata."""

@@ -133,3 +133,37 @@ def test_registry_serves_its_own_openapi(client: TestClient) -> None:
     upload = paths["/registry/contracts/{name}/versions"]["post"]["requestBody"]["content"]
     assert "application/yaml" in upload and "application/json" in upload
     assert not any(p.startswith("/erp") for p in paths)
+
+
+def test_a_new_version_carries_its_compatibility_report(client: TestClient, orders: dict[str, Any]) -> None:
+    client.post("/registry/contracts", json=CONTRACT)
+    url = "/registry/contracts/erp.sales-orders/versions"
+    client.post(url, json=orders)
+    client.post(url + "/1.0.0/publish")
+    assert client.get(url + "/1.0.0/changes").json() is None  # nothing to compare the first version with
+
+    breaking = json.loads(json.dumps(orders))
+    breaking["info"]["version"] = "1.1.0"
+    del breaking["paths"]["/orders/{orderId}/cancel"]
+    added = client.post(url, json=breaking).json()["version"]
+    assert added["base_version"] == "1.0.0" and added["required_bump"] == "major"
+    report = client.get(url + "/1.1.0/changes").json()
+    ids = [c["id"] for c in report["changes"]]
+    assert "api-operation-removed-without-deprecation" in ids
+    assert ids[0] == "semver-bump-too-small"  # 1.1.0 is a minor bump for a breaking change
+    assert report["semver"] == {"required_bump": "major", "old_version": "1.0.0", "new_version": "1.1.0",
+                                "proposed_bump": "minor"}
+
+
+def test_event_contracts_are_compared_in_their_mode(client: TestClient, catalog: list[dict]) -> None:
+    entry = next(e for e in catalog if e["name"] == "events.inventory-adjusted")
+    client.post("/registry/contracts", json={"name": entry["name"], "kind": "event", "owner": entry["owner"],
+                                             "compatibility": "FORWARD"})
+    url = f"/registry/contracts/{entry['name']}/versions"
+    client.post(url, json=entry["loaded"], params={"version": "1.0.0"})
+    looser = json.loads(json.dumps(entry["loaded"]))
+    looser.pop("additionalProperties", None)
+    added = client.post(url, json=looser, params={"version": "1.1.0"}).json()["version"]
+    assert added["required_bump"] == "minor"
+    report = client.get(url + "/1.1.0/changes").json()
+    assert [(c["id"], c["level"]) for c in report["changes"]] == [("event-additional-properties-opened", "WARN")]
