@@ -23,6 +23,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m tests.bench.run
+	$(PY) -m tests.bench.diff_large
 
 clean:
 	rm -rf $(VENV) .govgate .pytest_cache .hypothesis

@@ -23,6 +23,15 @@ NAME_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions"
                        "parameters", "requestBodies", "links", "callbacks", "encoding", "variables"})
 VALUE_KEYS = frozenset({"enum", "const", "default", "required"})
 COMBINATORS = ("oneOf", "anyOf", "allOf")
+_ENUM_ONLY = frozenset({"enum", "const", "type", "description", "title"})
+# keys a schema that is only a union of alternatives may carry besides its combinator
+_UNION_KEYS = frozenset({"oneOf", "anyOf", "allOf", "discriminator", "nullable", "description", "title", "example",
+                         "examples", "externalDocs", "deprecated", "readOnly", "writeOnly", "default"})
+
+
+def required_only(schema: Any) -> bool:
+    """A schema that only lists required properties (`anyOf: [{required: [a]}, {required: [b]}]`)."""
+    return isinstance(schema, dict) and set(schema) <= {"required", "description", "title"} and "required" in schema
 _TEMPLATE = re.compile(r"\{[^}/]*\}")
 
 
@@ -90,6 +99,7 @@ class ApiDiff:
         self.new = Document(new)
         self.today = today or date.today()
         self._same: dict[tuple[int, int], bool] = {}
+        self._synthetic: dict[Any, tuple[Any]] = {}
         old_ops, new_ops = _operations(self.old), _operations(self.new)
         self.removed = [old_ops[k] for k in old_ops if k not in new_ops]
         self.added = [new_ops[k] for k in new_ops if k not in old_ops]
@@ -136,6 +146,7 @@ class ApiDiff:
         old, new = self.old.deref(old_ref), self.new.deref(new_ref)
         if not isinstance(old, dict) or not isinstance(new, dict):
             return
+        old, new = self._align(old, new)
         key = (id(old), id(new))
         if key in stack or self.same(old, new):
             return
@@ -154,12 +165,81 @@ class ApiDiff:
             old_alts, new_alts = old.get(combinator) or [], new.get(combinator) or []
             if not old_alts and not new_alts:
                 continue
+            if all(required_only(self.old.deref(a)) for a in old_alts) and \
+                    all(required_only(self.new.deref(a)) for a in new_alts):
+                continue  # alternatives of required properties only: read as required-ness (views.required)
             matched, removed, added = self._match_alternatives(old_alts, new_alts)
             pair.alternatives[combinator] = (removed, added)
             for i, j in matched:
                 self._walk(context, operation, location, f"{path}/{combinator}[{j}]", old_alts[i], new_alts[j],
                            out, stack)
         stack.discard(key)
+
+    def _align(self, old: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Rewrite one side when only it uses a combinator, so equal meanings compare equal.
+
+        `$ref X` → `allOf: [$ref X, {…}]` is X plus whatever the other members add; an enum split
+        into `oneOf` const alternatives is still that enum; `S` → `oneOf: [S, T]` adds T.
+        """
+        if ("allOf" in old) != ("allOf" in new):
+            old = self._flat(self.old, old) if "allOf" in old else old
+            new = self._flat(self.new, new) if "allOf" in new else new
+        for combinator in ("oneOf", "anyOf"):
+            if (combinator in old) == (combinator in new) or any(c in old or c in new for c in COMBINATORS
+                                                                 if c != combinator and c != "allOf"):
+                continue
+            side, document, other = (old, self.old, new) if combinator in old else (new, self.new, old)
+            if set(side) - _UNION_KEYS:
+                continue  # the combinator constrains a schema of its own: compared keyword by keyword
+            collapsed = self._enum_of(document, side, combinator)
+            if collapsed is not None:
+                old, new = (collapsed, new) if side is old else (old, collapsed)
+            else:
+                wrapped = self._memo(("wrap", id(other), combinator), lambda: {combinator: [other]})
+                old, new = (old, wrapped) if side is old else (wrapped, new)
+        return old, new
+
+    def _memo(self, key: Any, make: Any) -> Any:
+        # synthetic schemas are made once, so that identity-based memos and cycle checks hold
+        if key not in self._synthetic:
+            self._synthetic[key] = (make(),)
+        return self._synthetic[key][0]
+
+    def _flat(self, document: Document, schema: dict[str, Any]) -> dict[str, Any]:
+        def merge() -> dict[str, Any]:
+            merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
+            for raw in schema.get("allOf") or []:
+                member = document.deref(raw)
+                if not isinstance(member, dict):
+                    continue
+                if "allOf" in member:
+                    member = self._flat(document, member)
+                for keyword, value in member.items():
+                    if keyword == "properties" and isinstance(value, dict):
+                        merged["properties"] = {**value, **merged.get("properties", {})}
+                    elif keyword == "required" and isinstance(value, list):
+                        merged["required"] = sorted(set(merged.get("required", [])) | set(value))
+                    elif keyword == "additionalProperties" and value is False:
+                        merged[keyword] = False
+                    else:
+                        merged.setdefault(keyword, value)
+            return merged
+
+        return self._memo(("flat", id(schema)), merge)
+
+    def _enum_of(self, document: Document, schema: dict[str, Any], combinator: str) -> dict[str, Any] | None:
+        alternatives = [document.deref(a) for a in schema.get(combinator) or []]
+        if not alternatives or not all(isinstance(a, dict) and ("enum" in a or "const" in a)
+                                       and set(a) <= _ENUM_ONLY for a in alternatives):
+            return None
+        types = {a.get("type") for a in alternatives if "type" in a} | ({schema["type"]} if "type" in schema else set())
+        values = [v for a in alternatives for v in (a["enum"] if "enum" in a else [a["const"]])]
+
+        def make() -> dict[str, Any]:
+            rest = {k: v for k, v in schema.items() if k != combinator}
+            return {**rest, **({"type": types.pop()} if len(types) == 1 else {}), "enum": values}
+
+        return self._memo(("enum", id(schema), combinator), make)
 
     def _match_alternatives(self, old: list[Any], new: list[Any]) -> tuple[list[tuple[int, int]], list[int], list[int]]:
         left, right = list(range(len(old))), list(range(len(new)))
@@ -179,6 +259,14 @@ class ApiDiff:
         take(lambda a, b: _tag(self.old.deref(a)) is not None and _tag(self.old.deref(a)) == _tag(self.new.deref(b)))
         if len(left) == 1 and len(right) == 1:  # one changed alternative in place
             matched.append((left.pop(), right.pop()))
+        # the rest pair up by likeness: most shared property names and types first
+        scored = sorted(((_likeness(self.old.deref(old[i]), self.new.deref(new[j])), i, j) for i in left for j in right),
+                        reverse=True)
+        for score, i, j in scored:
+            if score >= 0.5 and i in left and j in right:
+                matched.append((i, j))
+                left.remove(i)
+                right.remove(j)
         return matched, left, right
 
     def _pair_operation_schemas(self, pair: OperationPair) -> None:
@@ -248,6 +336,18 @@ def _keys(node: dict[str, Any], names: bool) -> set[str]:
 def _numbers(a: Any, b: Any) -> bool:
     return isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) \
         and not isinstance(b, bool)
+
+
+def _likeness(old: Any, new: Any) -> float:
+    """Jaccard similarity of two schemas' property names and types."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return 0.0
+    def features(schema: dict[str, Any]) -> set[str]:
+        declared = schema.get("type")
+        types = declared if isinstance(declared, list) else [declared] if declared else []
+        return {f"p:{name}" for name in schema.get("properties") or {}} | {f"t:{t}" for t in types}
+    a, b = features(old), features(new)
+    return len(a & b) / len(a | b) if a | b else 0.0
 
 
 def _ref_name(node: Any) -> str | None:

@@ -58,7 +58,18 @@ def closed(schema: dict[str, Any]) -> bool:
 
 
 def required(schema: dict[str, Any]) -> set[str]:
-    """Required property names."""
+    """Property names every valid instance has: `required`, plus those all required-only alternatives share."""
+    names = _names(schema)
+    for combinator in ("anyOf", "oneOf"):
+        alternatives = schema.get(combinator)
+        if isinstance(alternatives, list) and alternatives and all(
+                isinstance(a, dict) and set(a) <= {"required", "description", "title"} and "required" in a
+                for a in alternatives):
+            names |= set.intersection(*(_names(a) for a in alternatives))
+    return names
+
+
+def _names(schema: dict[str, Any]) -> set[str]:
     names = schema.get("required")
     return {n for n in names if isinstance(n, str)} if isinstance(names, list) else set()
 

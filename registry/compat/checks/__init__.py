@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from registry.compat.model import Finding
@@ -17,5 +18,5 @@ def show(value: Any) -> str:
     """A short, stable rendering of a value for messages."""
     if isinstance(value, (set, frozenset)):
         value = sorted(value, key=repr)
-    text = repr(value) if not isinstance(value, str) else value
+    text = json.dumps(value, ensure_ascii=False, default=str)  # JSON, so true and "true" read differently
     return text if len(text) <= 80 else text[:77] + "..."

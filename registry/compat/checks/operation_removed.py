@@ -27,6 +27,6 @@ def check(diff: ApiDiff) -> Iterator[Finding]:
             yield Finding("api-operation-removed-without-deprecation", name, "paths")
         elif when is None or when > diff.today:
             yield Finding("api-operation-removed-before-sunset", name, "paths",
-                          {"sunset": when.isoformat() if when else "none"})
+                          {"sunset": when.isoformat() if when else "none was declared"})
         else:
             yield Finding("api-operation-removed-after-sunset", name, "paths", {"sunset": when.isoformat()})

@@ -18,7 +18,8 @@ def check(diff: ApiDiff) -> Iterator[Finding]:
         old, new = types(pair.old), types(pair.new)
         if old != new and old:
             widened = not new or all(t in new or _WIDER.get(t, set()) & new for t in old)
-            aspect = "type-generalized" if widened else "type-changed"
+            narrowed = bool(new) and all(t in old or _WIDER.get(t, set()) & old for t in new)
+            aspect = "type-generalized" if widened else "type-narrowed" if narrowed else "type-changed"
             yield schema_finding(pair, aspect, old=show(old), new=show(new) if new else "any")
         elif not old and new:
             yield schema_finding(pair, "type-changed", old="any", new=show(new))
