@@ -12,6 +12,16 @@ from policies.correlation_id import CorrelationIdConfig
 from policies.request_validation import RequestValidationConfig
 
 
+class StateConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Where gateway state shared between instances lives: rate limits, idempotency records, events."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    """memory: one process only; redis: every instance sharing one Redis sees the same state."""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "govgate:"
+    """Prefix of every Redis key, so that several gateways can share one Redis."""
+
+
 class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Everything `govgate serve` needs; every field has a working default."""
 
@@ -25,6 +35,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     """Larger request bodies are refused with 413 before the upstream sees them."""
     upstreams: dict[str, UpstreamConfig] = {}
     """Upstreams by the name contracts use in their `upstream` field."""
+    state: StateConfig = StateConfig()
     correlation_id: CorrelationIdConfig = CorrelationIdConfig()
     request_validation: RequestValidationConfig = RequestValidationConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "warning"

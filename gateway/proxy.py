@@ -7,7 +7,6 @@ the chain, and one upstream call.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from typing import Any
 
@@ -42,55 +41,86 @@ class Gateway:
         for raw_name, raw_value in scope["headers"]:
             name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        correlation_id = self.correlation.assign(headers)
         raw_path = scope.get("raw_path") or scope["path"].encode()
         path = raw_path.decode("latin-1")
-        try:
-            ctx = await self._handle(scope, receive, headers, path, correlation_id)
-        except GatewayProblem as problem:
-            await _send_problem(send, problem, correlation_id, self.correlation_header, path)
-            return
-        except Exception:  # a bug: answer with a problem, keep the process up
-            log.exception("unexpected error", extra={"correlation_id": correlation_id})
-            await _send_problem(send, GatewayProblem(500, "internal-error", "Internal error",
-                                                     "the gateway failed; quote the correlation id"),
-                                correlation_id, self.correlation_header, path)
-            return
-        prefix = f"/{ctx.route.contract}/v{ctx.route.major}"
-        response_headers = [(k.encode("latin-1"), _public_location(k, v, prefix).encode("latin-1"))
-                            for k, v in ctx.response_headers if k.lower() != "x-correlation-id"]
-        response_headers.append((self.correlation_header, correlation_id.encode()))
-        response_headers.append((b"content-length", str(len(ctx.response_body)).encode()))
-        await send({"type": "http.response.start", "status": ctx.response_status, "headers": response_headers})
-        await send({"type": "http.response.body", "body": ctx.response_body})
-
-    async def _handle(self, scope: Scope, receive: Receive, headers: dict[str, str], path: str,
-                      correlation_id: str) -> RequestContext:
-        route, path_params, operation_path = self.table.match(path, scope["method"])
         client = scope.get("client")
         ctx = RequestContext(
-            method=scope["method"], path=operation_path, raw_path=operation_path,
+            method=scope["method"], path=path, raw_path=path,
             query_string=scope.get("query_string", b"").decode("latin-1"), headers=headers,
             client=client[0] if client else "unknown", scheme=scope.get("scheme", "http"),
             host=headers.get("host", ""),
         )
-        ctx.correlation_id = correlation_id
+        ctx.correlation_id = self.correlation.assign(headers)
+        try:
+            await self._handle(ctx, receive)
+        except GatewayProblem as problem:
+            await _send_problem(send, problem, ctx, self.correlation_header, path)
+            return
+        except Exception:  # a bug: answer with a problem, keep the process up
+            log.exception("unexpected error", extra={"correlation_id": ctx.correlation_id})
+            await _send_problem(send, GatewayProblem(500, "internal-error", "Internal error",
+                                                     "the gateway failed; quote the correlation id"),
+                                ctx, self.correlation_header, path)
+            return
+        prefix = f"/{ctx.route.contract}/v{ctx.route.major}"
+        response_headers = [(k.encode("latin-1"), _public_location(k, v, prefix).encode("latin-1"))
+                            for k, v in ctx.response_headers if k.lower() != "x-correlation-id"]
+        response_headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in ctx.add_headers)
+        response_headers.append((self.correlation_header, ctx.correlation_id.encode()))
+        response_headers.append((b"content-length", str(len(ctx.response_body)).encode()))
+        await send({"type": "http.response.start", "status": ctx.response_status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": ctx.response_body})
+
+    async def _handle(self, ctx: RequestContext, receive: Receive) -> None:
+        route, path_params, operation_path = self.table.match(ctx.path, ctx.method)
         ctx.route = route
+        ctx.path = ctx.raw_path = operation_path
         ctx.path_params = path_params
-        ctx.body = await self._read_body(headers, receive)
-        for policy in route.chain:
-            outcome = policy.on_request(ctx)
-            if inspect.isawaitable(outcome):
-                await outcome
+        reached = -1  # the last policy whose on_request ran: only those finish
+        try:
+            ctx.body = await self._read_body(ctx.headers, receive)
+            for index, on_request in route.requests:
+                reached = index
+                outcome = on_request(ctx)
+                if outcome is not None:
+                    await outcome
+                if ctx.answered:
+                    break
+            else:
+                reached = len(route.chain)
+            if not ctx.answered:
+                await self._upstream(route).handle_request(ctx)
+            for on_response in route.responses:
+                outcome = on_response(ctx)
+                if outcome is not None:
+                    await outcome
+        except GatewayProblem as problem:
+            ctx.problem, ctx.response_status = problem, problem.status
+            raise
+        except Exception:
+            ctx.response_status = 500
+            raise
+        finally:
+            for index, on_finish in route.finishes:
+                if index <= reached:
+                    await self._finish(on_finish, ctx)
+
+    def _upstream(self, route: Any) -> Upstream:
         upstream = self.upstreams.get(route.upstream or "")
         if upstream is None:
             raise GatewayProblem(502, "upstream-not-configured", "Upstream not configured",
                                  f"contract {route.contract!r} names upstream {route.upstream!r}, "
                                  "which this gateway has no address for")
-        await upstream.handle_request(ctx)
-        for policy in reversed(route.chain):
-            policy.on_response(ctx)
-        return ctx
+        return upstream
+
+    @staticmethod
+    async def _finish(on_finish: Any, ctx: RequestContext) -> None:
+        try:
+            outcome = on_finish(ctx)
+            if outcome is not None:
+                await outcome
+        except Exception:  # cleanup must never turn an answer into an error
+            log.exception("a policy failed to finish", extra={"correlation_id": ctx.correlation_id})
 
     async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
         declared = headers.get("content-length")
@@ -130,12 +160,13 @@ def _too_large(limit: int) -> GatewayProblem:
                           f"request bodies are limited to {limit} bytes", headers={"Connection": "close"})
 
 
-async def _send_problem(send: Send, problem: GatewayProblem, correlation_id: str, header: bytes,
+async def _send_problem(send: Send, problem: GatewayProblem, ctx: RequestContext, header: bytes,
                         path: str) -> None:
     body = problem_body(problem.status, problem.slug, problem.title, problem.detail,
-                        correlation_id=correlation_id, instance=path[:512], errors=problem.errors)
-    headers: list[Any] = [(b"content-type", PROBLEM_MEDIA_TYPE.encode()), (header, correlation_id.encode()),
+                        correlation_id=ctx.correlation_id, instance=path[:512], errors=problem.errors)
+    headers: list[Any] = [(b"content-type", PROBLEM_MEDIA_TYPE.encode()), (header, ctx.correlation_id.encode()),
                           (b"content-length", str(len(body)).encode())]
     headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in problem.headers.items())
+    headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in ctx.add_headers)
     await send({"type": "http.response.start", "status": problem.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote
 
-from policies.context import Policy
+from policies.context import Policy, overrides
 from policies.errors import GatewayProblem
 from registry.model import Contract, SemVer, Version
 
@@ -24,10 +24,12 @@ _PREFIX = re.compile(r"^/([a-z][a-z0-9]*(?:[.-][a-z0-9]+)*)/v(0|[1-9][0-9]{0,5})
 class Route:
     """One operation of one published version, with everything a request needs."""
 
-    __slots__ = ("contract", "version", "major", "method", "template", "operation_id", "upstream", "chain")
+    __slots__ = ("contract", "version", "major", "method", "template", "operation_id", "upstream", "chain",
+                 "operation", "version_info", "requests", "responses", "finishes")
 
     def __init__(self, contract: str, version: str, major: int, method: str, template: str,
-                 operation_id: str, upstream: str | None, chain: Sequence[Policy]) -> None:
+                 operation_id: str, upstream: str | None, chain: Sequence[Policy],
+                 operation: dict[str, Any] | None = None, version_info: Any = None) -> None:
         self.contract = contract
         self.version = version
         self.major = major
@@ -36,6 +38,13 @@ class Route:
         self.operation_id = operation_id
         self.upstream = upstream
         self.chain = tuple(chain)
+        self.operation = operation or {}  # the operation object of the published document
+        self.version_info = version_info  # the registry's Version (state, sunset, ...)
+        # each phase, in the order the gateway calls it, with the policies that skip it left out
+        self.requests = tuple((i, p.on_request) for i, p in enumerate(self.chain) if overrides(p, "on_request"))
+        self.responses = tuple(p.on_response for p in reversed(self.chain) if overrides(p, "on_response"))
+        self.finishes = tuple((i, p.on_finish) for i, p in reversed(list(enumerate(self.chain)))
+                              if overrides(p, "on_finish"))
 
 
 class _PathEntry:
@@ -145,7 +154,7 @@ def _compile_api(contract: Contract, version: Version, document_text: str, build
             chain = build_chain(contract, version, document, path_item, operation)
             entry.routes[method] = Route(
                 contract.name, version.version, version.major, method, template,
-                operation.get("operationId", f"{method} {template}"), contract.upstream, chain)
+                operation.get("operationId", f"{method} {template}"), contract.upstream, chain, operation, version)
         if entry.names:
             api.templated.append(entry)
         else:

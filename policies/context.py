@@ -1,11 +1,26 @@
-"""Per-request state shared by the policies of one route."""
+"""Per-request state shared by the policies of one route, and the protocol they share.
+
+A policy has up to three phases, after Kong's plugin handlers:
+
+    on_request(ctx)          before the upstream, in chain order; may raise GatewayProblem to
+                             answer at once, or answer itself (ctx.answer(...)) to skip the rest
+    on_response(ctx)         after the upstream (or an answer), in reverse order
+    on_finish(ctx)           always, in reverse order, for every policy whose on_request ran:
+                             release what on_request took, count, log (ctx.problem says why it failed)
+
+Each may be a plain or an async method. Per-request state lives on the context, never on
+the policy: one policy object serves every request of its route concurrently.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+import time
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
+
+    from policies.errors import GatewayProblem
 
 
 class RequestContext:
@@ -14,7 +29,7 @@ class RequestContext:
     __slots__ = (
         "method", "path", "raw_path", "query_string", "headers", "client", "scheme", "host",
         "body", "path_params", "correlation_id", "route", "response_status", "response_headers",
-        "response_body", "extra",
+        "response_body", "extra", "consumer", "answered", "problem", "add_headers", "started",
     )
 
     def __init__(
@@ -41,17 +56,40 @@ class RequestContext:
         self.path_params: dict[str, str] = {}
         self.correlation_id = ""
         self.route: Any = None
+        self.consumer: Any = None  # set by authentication: who is calling
         self.response_status = 0
         self.response_headers: list[tuple[str, str]] = []
         self.response_body = b""
+        self.answered = False
+        self.problem: GatewayProblem | None = None
+        self.add_headers: list[tuple[str, str]] = []  # go on every answer, problems included
+        self.started = time.perf_counter()
         self.extra: dict[str, Any] = {}
 
+    def answer(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        """Answer without calling the upstream (a replayed response, say)."""
+        self.response_status = status
+        self.response_headers = headers
+        self.response_body = body
+        self.answered = True
 
-class Policy(Protocol):
-    """A step of the chain. `on_request` may raise GatewayProblem to answer at once."""
+
+class Policy:
+    """Base of every policy: the phases it does not override cost nothing (they are skipped)."""
 
     def on_request(self, ctx: RequestContext) -> Awaitable[None] | None:
         """Inspect or annotate the request before the upstream sees it."""
+        return None
 
-    def on_response(self, ctx: RequestContext) -> None:
+    def on_response(self, ctx: RequestContext) -> Awaitable[None] | None:
         """Inspect or annotate the response before the client sees it."""
+        return None
+
+    def on_finish(self, ctx: RequestContext) -> Awaitable[None] | None:
+        """Clean up and record, whatever happened."""
+        return None
+
+
+def overrides(policy: Policy, phase: str) -> bool:
+    """Whether a policy implements a phase (so the gateway calls it at all)."""
+    return getattr(type(policy), phase) is not getattr(Policy, phase)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import msgspec
 
-from policies.context import RequestContext
+from policies.context import Policy, RequestContext
 
 
 class CorrelationIdConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -20,7 +20,7 @@ class CorrelationIdConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     """A longer client-sent id is replaced, not truncated."""
 
 
-class CorrelationIdPolicy:
+class CorrelationIdPolicy(Policy):
     """Every request leaves with an id: the client's if it is a sane token, else a UUID."""
 
     def __init__(self, config: CorrelationIdConfig) -> None:
@@ -38,6 +38,3 @@ class CorrelationIdPolicy:
     def on_request(self, ctx: RequestContext) -> None:
         if not ctx.correlation_id:
             ctx.correlation_id = self.assign(ctx.headers)
-
-    def on_response(self, ctx: RequestContext) -> None:
-        return None

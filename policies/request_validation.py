@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 import jsonschema_rs
 import msgspec
 
-from policies.context import RequestContext
+from policies.context import Policy, RequestContext
 from policies.errors import GatewayProblem, ValidationFailed
 from registry.documents import resolve_pointer
 from registry.schemas import DIALECT_2020_12, components_as_json_schema, convert, is_openapi_30
@@ -152,7 +152,7 @@ class OperationValidator:
         return frozenset(t for t in types if isinstance(t, str))
 
 
-class RequestValidationPolicy:
+class RequestValidationPolicy(Policy):
     """Rejects (or, in report mode, logs) requests that break the contract."""
 
     def __init__(self, config: RequestValidationConfig, validator: OperationValidator) -> None:
@@ -170,9 +170,6 @@ class RequestValidationPolicy:
             ctx.extra["validation_errors"] = problem.errors or [{"message": problem.detail}]
             log.warning("contract violation passed in report mode",
                         extra={"correlation_id": ctx.correlation_id, "errors": ctx.extra["validation_errors"]})
-
-    def on_response(self, ctx: RequestContext) -> None:
-        return None
 
 
 def _parse_query(query_string: str) -> dict[str, list[str]]:

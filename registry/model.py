@@ -97,3 +97,20 @@ class SemVer(msgspec.Struct, frozen=True, order=True):
             raise InvalidRequest(f"version {text!r} is not a semantic version (MAJOR.MINOR.PATCH)")
         major, minor, patch, pre = match.groups()
         return cls(int(major), int(minor), int(patch), pre is None, pre or "")
+
+
+Identifier = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+
+
+class Plan(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a consumer may do: its rate, burst, daily quota and priority class."""
+
+    name: Identifier
+    rate_per_second: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] = 10.0
+    """Sustained requests per second per contract (GCRA emission rate)."""
+    burst: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 20
+    """Requests that may arrive at once above the sustained rate."""
+    quota_per_day: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    """Requests per UTC day per contract; None for no quota."""
+    priority: Identifier = "normal"
+    """Priority class (see backend_protection.classes): lower classes are shed first."""
