@@ -77,3 +77,42 @@ def sample_erp() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         stop(process)
+
+
+REDIS_URL = os.environ.get("GOVGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _redis_reachable(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The real Redis the tests use. Absent locally: skip with the reason; in CI (CI=true): fail."""
+    if not _redis_reachable(REDIS_URL):
+        reason = (f"Redis is not reachable at {REDIS_URL}; start it (redis-server --port 6379) "
+                  "or set GOVGATE_TEST_REDIS_URL")
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + " (CI must run every Redis test)")
+        pytest.skip(reason)
+    return REDIS_URL
+
+
+@pytest.fixture()
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own; every key under it is deleted afterwards."""
+    import uuid
+
+    import redis
+
+    prefix = f"govgate-test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=prefix + "*", count=1000):
+        client.delete(key)
+    client.close()
