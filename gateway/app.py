@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -14,24 +13,23 @@ from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway import oauth
+from gateway.chain import ChainBuilder
 from gateway.config import GatewayConfig
 from gateway.problems import PROBLEM_MEDIA_TYPE, problem_body
 from gateway.proxy import Gateway
 from gateway.routing import RoutingTable
 from gateway.upstream import Upstream
-from policies.context import Policy
 from policies.correlation_id import CorrelationIdPolicy
-from policies.request_validation import OperationValidator, RequestValidationPolicy
 from registry.api import registry_router
 from registry.errors import RegistryError
-from registry.model import Contract, Version
 from registry.service import Registry
 from registry.store import open_store
 
 log = logging.getLogger("govgate")
 CONFIG_ENV = "GOVGATE_CONFIG_JSON"
 # served by Litestar handlers; every other path is a governed call and the gateway tags it itself
-OWN_PATHS = ("/registry", "/healthz", "/readyz", "/metrics")
+OWN_PATHS = ("/registry", "/healthz", "/readyz", "/metrics", "/oauth2/", "/.well-known/")
 
 _SLUGS = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
           409: "conflict", 413: "payload-too-large", 415: "unsupported-media-type", 422: "invalid-document"}
@@ -44,15 +42,11 @@ def create_app(config: GatewayConfig) -> Litestar:
     gateway = Gateway(correlation, upstreams, config.max_body_bytes)
     store = open_store(config.store)
     registry = Registry(store)
-
-    def build_chain(contract: Contract, version: Version, document: dict[str, Any], path_item: dict[str, Any],
-                    operation: dict[str, Any]) -> Sequence[Policy]:
-        validation = config.request_validation
-        validator = OperationValidator(document, path_item, operation, check_formats=validation.check_formats)
-        return [RequestValidationPolicy(validation, validator)]
+    chain = ChainBuilder(config)
 
     async def reload() -> None:
-        gateway.swap(RoutingTable.compile(await store.list_published(), build_chain))
+        chain.load_directory(await store.list_consumers(), await store.list_plans(), await store.api_keys())
+        gateway.swap(RoutingTable.compile(await store.list_published(), chain))
 
     async def startup(app: Litestar) -> None:
         await store.open()
@@ -63,11 +57,13 @@ def create_app(config: GatewayConfig) -> Litestar:
         await gateway.close()
         await store.close()
 
-    registry.on_publish(reload)
+    registry.on_change(reload)
 
     app = Litestar(
-        route_handlers=[healthz, readyz, registry_router],
-        state=State({"registry": registry, "gateway": gateway, "ready": False, "correlation": correlation}),
+        route_handlers=[healthz, readyz, registry_router, oauth.token, oauth.jwks],
+        state=State({"registry": registry, "gateway": gateway, "ready": False, "correlation": correlation,
+                     "config": config, "signing_key": chain.signing_key, "verifier": chain.verifier,
+                     "registry_verifier": chain.registry_verifier}),
         on_startup=[startup],
         on_shutdown=[shutdown],
         middleware=[correlation_middleware(correlation)],

@@ -39,10 +39,42 @@ def main(argv: list[str] | None = None) -> int:
                       help="event schemas: a new required property with a default is compatible "
                            "(Confluent) or breaking (oasdiff)")
     diff.add_argument("--colour", choices=["auto", "always", "never"], default="auto", help="colour text output")
+    token = commands.add_parser(
+        "token", help="issue a token signed with this gateway's key (bootstrap an admin, script a pipeline)")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    issue = token_commands.add_parser("issue", help="print a signed JWT")
+    issue.add_argument("--subject", required=True, help="who the token is for (a person, a pipeline, a consumer id)")
+    issue.add_argument("--role", action="append", default=[], choices=["integrator", "board", "admin"],
+                       help="registry role (repeatable); makes a registry token")
+    issue.add_argument("--team", help="the owning team of the subject (separation of duties)")
+    issue.add_argument("--scope", action="append", default=[],
+                       help="gateway scope (repeatable); makes a gateway token for a consumer")
+    issue.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    issue.add_argument("--config", type=Path, help="YAML configuration file (for the signing key's location)")
     args = parser.parse_args(argv)
     if args.command == "diff":
         return _diff(args)
+    if args.command == "token":
+        return _issue_token(args)
     return _serve(args)
+
+
+def _issue_token(args: argparse.Namespace) -> int:
+    from registry.tokens import SigningKey
+
+    config = gateway_config.load(args.config).tokens
+    if args.role and args.scope:
+        print("govgate token issue: a token is either for the registry (--role) or the gateway (--scope)",
+              file=sys.stderr)
+        return 2
+    key = SigningKey.load_or_create(Path(config.signing_key_file))
+    claims: dict = {"roles": sorted(set(args.role))} if args.role else {"scope": " ".join(args.scope),
+                                                                          "client_id": args.subject}
+    if args.team:
+        claims["team"] = args.team
+    audience = config.registry_audience if args.role else config.gateway_audience
+    print(key.issue(issuer=config.issuer, audience=audience, subject=args.subject, ttl_seconds=args.ttl, **claims))
+    return 0
 
 
 def _diff(args: argparse.Namespace) -> int:

@@ -8,8 +8,11 @@ from typing import Annotated, Literal
 import msgspec
 
 from gateway.upstream import UpstreamConfig
+from policies.authentication import AuthenticationConfig
+from policies.authorization import AuthorizationConfig
 from policies.correlation_id import CorrelationIdConfig
 from policies.request_validation import RequestValidationConfig
+from registry.tokens import IssuerConfig
 
 
 class StateConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -20,6 +23,17 @@ class StateConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     redis_url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = "govgate:"
     """Prefix of every Redis key, so that several gateways can share one Redis."""
+
+
+class TokensConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The tokens govgate issues itself (to channels, and to people for the registry)."""
+
+    issuer: str = "govgate"
+    signing_key_file: str = ".govgate/signing-key.pem"
+    """Ed25519 private key (PEM); created at first start. Instances that share tokens share this file."""
+    gateway_audience: str = "govgate-gateway"
+    registry_audience: str = "govgate-registry"
+    access_token_seconds: Annotated[int, msgspec.Meta(ge=60, le=86400)] = 3600
 
 
 class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -36,6 +50,13 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     upstreams: dict[str, UpstreamConfig] = {}
     """Upstreams by the name contracts use in their `upstream` field."""
     state: StateConfig = StateConfig()
+    tokens: TokensConfig = TokensConfig()
+    issuers: list[IssuerConfig] = []
+    """External OIDC issuers whose tokens the gateway accepts from channels."""
+    registry_issuers: list[IssuerConfig] = []
+    """External OIDC issuers whose tokens the registry accepts from people (with a `roles` claim)."""
+    authentication: AuthenticationConfig = AuthenticationConfig()
+    authorization: AuthorizationConfig = AuthorizationConfig()
     correlation_id: CorrelationIdConfig = CorrelationIdConfig()
     request_validation: RequestValidationConfig = RequestValidationConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "warning"

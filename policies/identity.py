@@ -21,3 +21,18 @@ class Caller(msgspec.Struct, frozen=True, kw_only=True):
     def subscribed(self, contract: str, major: int) -> bool:
         """Whether the consumer may call this contract major."""
         return (contract, major) in self.subscriptions
+
+
+class Directory:
+    """Every consumer the gateway knows, loaded with the routing table and swapped with it."""
+
+    def __init__(self, callers: dict[str, Caller] | None = None, api_keys: dict[str, str] | None = None) -> None:
+        self.callers = callers or {}
+        self.api_keys = api_keys or {}  # sha256 of the key -> consumer id
+
+    def caller(self, consumer_id: str, scopes: frozenset[str] | None = None, via: str = "none") -> Caller | None:
+        """The registered consumer, carrying the scopes its credential grants."""
+        known = self.callers.get(consumer_id)
+        if known is None:
+            return None
+        return msgspec.structs.replace(known, scopes=known.scopes if scopes is None else scopes, via=via)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Response, Router, get, post
+from litestar import Controller, Request, Response, Router, delete, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
 
@@ -15,7 +15,8 @@ from litestar.params import Parameter
 
 from registry import documents
 from registry.errors import InvalidRequest, RegistryError
-from registry.model import Contract, NewContract, Version
+from registry.auth import ADMINS, INTEGRATORS, READERS, identity
+from registry.model import Consumer, Contract, NewConsumer, NewContract, Plan, Subscription, Version
 from registry.service import Registry
 
 DOCUMENT_MEDIA_TYPES = {
@@ -23,7 +24,6 @@ DOCUMENT_MEDIA_TYPES = {
     "application/openapi+json", "application/openapi+yaml", "application/schema+json",
 }
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
-ACTOR = "anonymous"  # identities and roles arrive with the workflow issue
 
 ContractPath = Annotated[str, Parameter(description="contract name, e.g. erp.sales-orders", max_length=100)]
 VersionPath = Annotated[str, Parameter(description="semantic version, e.g. 1.2.0", max_length=64)]
@@ -93,10 +93,11 @@ class ContractController(Controller):
 
     path = "/contracts"
     tags = ["contracts"]
+    guards = [READERS]
 
-    @post("/", summary="Register a contract")
-    async def create(self, registry: Registry, data: NewContract) -> Response[Contract]:
-        contract, created = await registry.create_contract(data, actor=ACTOR)
+    @post("/", summary="Register a contract", guards=[INTEGRATORS])
+    async def create(self, registry: Registry, request: Request[Any, Any, Any], data: NewContract) -> Response[Contract]:
+        contract, created = await registry.create_contract(data, actor=(await identity(request)).subject)
         return Response(contract, status_code=201 if created else 200)
 
     @get("/", summary="List contracts")
@@ -110,6 +111,7 @@ class ContractController(Controller):
     @post(
         "/{name:str}/versions",
         summary="Add a version (OpenAPI 3.0 / 3.1 or JSON Schema, as YAML or JSON)",
+        guards=[INTEGRATORS],
         operation_class=DocumentUpload,
         description="Same content under the same version is a no-op (200); other content is 409.",
     )
@@ -121,7 +123,8 @@ class ContractController(Controller):
         version: Annotated[str | None, Parameter(query="version", max_length=64)] = None,
     ) -> Response[VersionAdded]:
         document = await read_document(request)
-        added, created = await registry.add_version(name, document, version=version, actor=ACTOR)
+        added, created = await registry.add_version(name, document, version=version,
+                                                    actor=(await identity(request)).subject)
         return Response(VersionAdded(version=added, created=created), status_code=201 if created else 200)
 
     @get("/{name:str}/versions", summary="List a contract's versions")
@@ -145,19 +148,85 @@ class ContractController(Controller):
     async def changes(self, registry: Registry, name: ContractPath, version: VersionPath) -> Response[bytes]:
         return Response(await registry.changes(name, version), media_type="application/json")
 
-    @post("/{name:str}/versions/{version:str}/publish", summary="Publish a version", status_code=200)
-    async def publish(self, registry: Registry, name: ContractPath, version: VersionPath) -> Version:
-        return await registry.publish(name, version, actor=ACTOR)
+    @post("/{name:str}/versions/{version:str}/publish", summary="Publish a version", status_code=200,
+          guards=[ADMINS])
+    async def publish(self, registry: Registry, request: Request[Any, Any, Any], name: ContractPath,
+                      version: VersionPath) -> Version:
+        return await registry.publish(name, version, actor=(await identity(request)).subject)
 
 
-@get("/published", summary="List published versions", tags=["contracts"])
+@get("/published", summary="List published versions", tags=["contracts"], guards=[READERS])
 async def list_published(registry: Registry) -> list[Version]:
     """Every version the gateway serves."""
     return [version for _, version, _ in await registry.store.list_published()]
 
 
+class ConsumerCreated(msgspec.Struct, frozen=True, kw_only=True):
+    """A new consumer and its client secret, shown this once."""
+
+    consumer: Consumer
+    client_secret: str
+
+
+class ApiKeyIssued(msgspec.Struct, frozen=True, kw_only=True):
+    """A new API key, shown this once."""
+
+    consumer: str
+    api_key: str
+
+
+class ConsumerController(Controller):
+    """Channels that call governed APIs: identities, API keys, subscriptions (admins only)."""
+
+    path = "/consumers"
+    tags = ["consumers"]
+    guards = [ADMINS]
+
+    @post("/", summary="Register a consumer; the client secret is in the answer, once")
+    async def create(self, registry: Registry, request: Request[Any, Any, Any], data: NewConsumer) -> ConsumerCreated:
+        consumer, secret = await registry.create_consumer(data, actor=(await identity(request)).subject)
+        return ConsumerCreated(consumer=consumer, client_secret=secret)
+
+    @get("/", summary="List consumers")
+    async def list(self, registry: Registry) -> list[Consumer]:
+        return await registry.store.list_consumers()
+
+    @get("/{consumer_id:str}", summary="Get a consumer")
+    async def detail(self, registry: Registry, consumer_id: str) -> Consumer:
+        return await registry.consumer(consumer_id)
+
+    @post("/{consumer_id:str}/api-keys", summary="Issue an API key; it is in the answer, once")
+    async def api_key(self, registry: Registry, consumer_id: str) -> ApiKeyIssued:
+        return ApiKeyIssued(consumer=consumer_id, api_key=await registry.issue_api_key(consumer_id))
+
+    @post("/{consumer_id:str}/subscriptions", summary="Subscribe a consumer to a contract major", status_code=200)
+    async def subscribe(self, registry: Registry, consumer_id: str, data: Subscription) -> Consumer:
+        return await registry.subscribe(consumer_id, data)
+
+    @delete("/{consumer_id:str}/subscriptions/{contract:str}/{major:int}", summary="End a subscription",
+            status_code=200)
+    async def unsubscribe(self, registry: Registry, consumer_id: str, contract: str, major: int) -> Consumer:
+        return await registry.subscribe(consumer_id, Subscription(contract=contract, major=major), subscribed=False)
+
+
+class PlanController(Controller):
+    """Rates, quotas and priority classes (admins only)."""
+
+    path = "/plans"
+    tags = ["consumers"]
+    guards = [ADMINS]
+
+    @post("/", summary="Create or replace a plan", status_code=200)
+    async def put(self, registry: Registry, data: Plan) -> Plan:
+        return await registry.put_plan(data)
+
+    @get("/", summary="List plans")
+    async def list(self, registry: Registry) -> list[Plan]:
+        return await registry.store.list_plans()
+
+
 registry_router = Router(
     path="/registry",
-    route_handlers=[ContractController, list_published],
+    route_handlers=[ContractController, ConsumerController, PlanController, list_published],
     dependencies={"registry": Provide(provide_registry, sync_to_thread=False)},
 )

@@ -114,3 +114,36 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     """Requests per UTC day per contract; None for no quota."""
     priority: Identifier = "normal"
     """Priority class (see backend_protection.classes): lower classes are shed first."""
+
+
+ScopeName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9:._-]{1,64}$")]
+
+
+class Subscription(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A consumer may call one major version of one contract."""
+
+    contract: ContractName
+    major: Annotated[int, msgspec.Meta(ge=0, le=999_999)]
+
+
+class NewConsumer(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What an admin sends to register a channel."""
+
+    id: Identifier
+    """The client id, e.g. channel-checkout."""
+    name: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    plan: Identifier = "default"
+    scopes: Annotated[list[ScopeName], msgspec.Meta(max_length=100)] = []
+    """The most a token issued to this consumer may carry."""
+
+
+class Consumer(msgspec.Struct, frozen=True, kw_only=True):
+    """A channel's identity with its plan, scopes and subscriptions."""
+
+    id: str
+    name: str
+    plan: str
+    scopes: list[str]
+    subscriptions: list[Subscription]
+    created_at: datetime
+    created_by: str

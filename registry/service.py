@@ -8,12 +8,22 @@ from typing import Any
 
 import msgspec
 
-from registry import documents
+from registry import documents, tokens
 from registry.compat.engine import diff_openapi
 from registry.compat.events import diff_event_schemas
 from registry.compat.model import Report
 from registry.errors import Conflict, InvalidRequest, NotFound
-from registry.model import Contract, NewContract, NewVersion, SemVer, Version
+from registry.model import (
+    Consumer,
+    Contract,
+    NewConsumer,
+    NewContract,
+    NewVersion,
+    Plan,
+    SemVer,
+    Subscription,
+    Version,
+)
 from registry.store import Store
 
 Listener = Callable[[], Awaitable[None]]
@@ -29,9 +39,13 @@ class Registry:
         self.store = store
         self._listeners: list[Listener] = []
 
-    def on_publish(self, listener: Listener) -> None:
-        """Call `listener` after every change to what is published."""
+    def on_change(self, listener: Listener) -> None:
+        """Call `listener` after every change the gateway serves from: publications, consumers, plans."""
         self._listeners.append(listener)
+
+    async def _changed(self) -> None:
+        for listener in self._listeners:
+            await listener()
 
     async def create_contract(self, new: NewContract, *, actor: str) -> tuple[Contract, bool]:
         """Register a contract; the same definition again is a no-op, another is 409."""
@@ -131,9 +145,49 @@ class Registry:
         updated = await self.store.set_state(name, version, "published", expected=current.state)
         if updated is None:
             raise Conflict(f"{name}@{version} changed state meanwhile; read it again")
-        for listener in self._listeners:
-            await listener()
+        await self._changed()
         return updated
+
+    async def put_plan(self, plan: Plan) -> Plan:
+        """Create or replace a plan."""
+        await self.store.put_plan(plan)
+        await self._changed()
+        return plan
+
+    async def create_consumer(self, new: NewConsumer, *, actor: str) -> tuple[Consumer, str]:
+        """Register a consumer; its client secret is returned once and stored hashed."""
+        if new.plan not in {p.name for p in await self.store.list_plans()}:
+            raise InvalidRequest(f"no plan named {new.plan!r}: create it first")
+        secret = tokens.new_secret("gg_secret_")
+        consumer, created = await self.store.create_consumer(new, tokens.hash_secret(secret), actor=actor)
+        if not created:
+            raise Conflict(f"consumer {new.id!r} exists")
+        await self._changed()
+        return consumer, secret
+
+    async def consumer(self, consumer_id: str) -> Consumer:
+        """One consumer or NotFound."""
+        consumer = await self.store.get_consumer(consumer_id)
+        if consumer is None:
+            raise NotFound(f"no consumer {consumer_id!r}")
+        return consumer
+
+    async def issue_api_key(self, consumer_id: str) -> str:
+        """A new API key for a consumer, returned once and stored hashed."""
+        await self.consumer(consumer_id)
+        key = tokens.new_secret("gg_key_")
+        await self.store.add_api_key(consumer_id, tokens.hash_api_key(key))
+        await self._changed()
+        return key
+
+    async def subscribe(self, consumer_id: str, subscription: Subscription, *, subscribed: bool = True) -> Consumer:
+        """Let a consumer call a contract major (or stop it)."""
+        await self.consumer(consumer_id)
+        await self.contract(subscription.contract)
+        await self.store.set_subscription(consumer_id, subscription.contract, subscription.major, subscribed=subscribed)
+        await self._changed()
+        return await self.consumer(consumer_id)
+
 
 
 def _definition(contract: Contract | NewContract) -> tuple[Any, ...]:

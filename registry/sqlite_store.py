@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from registry.model import Contract, NewContract, NewVersion, Version
+import msgspec
+
+from registry.model import Consumer, Contract, NewConsumer, NewContract, NewVersion, Plan, Subscription, Version
 
 T = TypeVar("T")
 
@@ -48,6 +51,35 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE versions ADD COLUMN base_version TEXT;
         ALTER TABLE versions ADD COLUMN required_bump TEXT;
         ALTER TABLE versions ADD COLUMN changes TEXT;
+        """,
+    ),
+    (
+        3,
+        """
+        CREATE TABLE plans (
+            name TEXT PRIMARY KEY,
+            definition TEXT NOT NULL
+        );
+        CREATE TABLE consumers (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            plan TEXT NOT NULL,
+            scopes TEXT NOT NULL,
+            secret_hash TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL
+        );
+        CREATE TABLE api_keys (
+            key_hash TEXT PRIMARY KEY,
+            consumer TEXT NOT NULL REFERENCES consumers(id),
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE subscriptions (
+            consumer TEXT NOT NULL REFERENCES consumers(id),
+            contract TEXT NOT NULL REFERENCES contracts(name),
+            major INTEGER NOT NULL,
+            PRIMARY KEY (consumer, contract, major)
+        );
         """,
     ),
 ]
@@ -150,6 +182,64 @@ class SQLiteStore:
             " WHERE v.state IN ('published', 'deprecated') ORDER BY c.name, v.major, v.created_at", ())
         return [(_contract(r[:8]), _version(r[8:18]), r[18]) for r in rows]
 
+    async def put_plan(self, plan: Plan) -> None:
+        await self._transaction(lambda db: db.execute(
+            "INSERT INTO plans (name, definition) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET definition ="
+            " excluded.definition", (plan.name, msgspec.json.encode(plan).decode())))
+
+    async def list_plans(self) -> list[Plan]:
+        rows = await self._fetchall("SELECT definition FROM plans ORDER BY name", ())
+        return [msgspec.json.decode(r[0], type=Plan) for r in rows]
+
+    async def create_consumer(self, new: NewConsumer, secret_hash: str, *, actor: str) -> tuple[Consumer, bool]:
+        def tx(db: sqlite3.Connection) -> tuple[Consumer, bool]:
+            if db.execute("SELECT 1 FROM consumers WHERE id = ?", (new.id,)).fetchone():
+                return _consumer(db, new.id), False
+            db.execute("INSERT INTO consumers (id, name, plan, scopes, secret_hash, created_at, created_by)"
+                       " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (new.id, new.name, new.plan, json.dumps(sorted(set(new.scopes))), secret_hash, _now(), actor))
+            return _consumer(db, new.id), True
+
+        return await self._transaction(tx)
+
+    async def get_consumer(self, consumer_id: str) -> Consumer | None:
+        def read() -> Consumer | None:
+            db = self._connection()
+            return _consumer(db, consumer_id) if db.execute(
+                "SELECT 1 FROM consumers WHERE id = ?", (consumer_id,)).fetchone() else None
+
+        return await self._run(read)
+
+    async def list_consumers(self) -> list[Consumer]:
+        def read() -> list[Consumer]:
+            db = self._connection()
+            return [_consumer(db, r[0]) for r in db.execute("SELECT id FROM consumers ORDER BY id")]
+
+        return await self._run(read)
+
+    async def consumer_secret_hash(self, consumer_id: str) -> str | None:
+        row = await self._fetchone("SELECT secret_hash FROM consumers WHERE id = ?", (consumer_id,))
+        return row[0] if row else None
+
+    async def add_api_key(self, consumer_id: str, key_hash: str) -> None:
+        await self._transaction(lambda db: db.execute(
+            "INSERT INTO api_keys (key_hash, consumer, created_at) VALUES (?, ?, ?)", (key_hash, consumer_id, _now())))
+
+    async def api_keys(self) -> dict[str, str]:
+        return dict(await self._fetchall("SELECT key_hash, consumer FROM api_keys", ()))
+
+    async def set_subscription(self, consumer_id: str, contract: str, major: int, *, subscribed: bool) -> bool:
+        def tx(db: sqlite3.Connection) -> bool:
+            if subscribed:
+                cursor = db.execute("INSERT OR IGNORE INTO subscriptions (consumer, contract, major) VALUES (?, ?, ?)",
+                                    (consumer_id, contract, major))
+            else:
+                cursor = db.execute("DELETE FROM subscriptions WHERE consumer = ? AND contract = ? AND major = ?",
+                                    (consumer_id, contract, major))
+            return cursor.rowcount == 1
+
+        return await self._transaction(tx)
+
     def _open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -204,6 +294,15 @@ class SQLiteStore:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _consumer(db: sqlite3.Connection, consumer_id: str) -> Consumer:
+    row = db.execute("SELECT id, name, plan, scopes, created_at, created_by FROM consumers WHERE id = ?",
+                     (consumer_id,)).fetchone()
+    subscriptions = [Subscription(contract=c, major=m) for c, m in db.execute(
+        "SELECT contract, major FROM subscriptions WHERE consumer = ? ORDER BY contract, major", (consumer_id,))]
+    return Consumer(id=row[0], name=row[1], plan=row[2], scopes=json.loads(row[3]), subscriptions=subscriptions,
+                    created_at=datetime.fromisoformat(row[4]), created_by=row[5])
 
 
 def _contract(row: tuple[Any, ...]) -> Contract:

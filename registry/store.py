@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from registry.model import Contract, NewContract, NewVersion, Version
+from registry.model import Consumer, Contract, NewConsumer, NewContract, NewVersion, Plan, Version
 
 
 class Store(Protocol):
@@ -49,6 +49,33 @@ class Store(Protocol):
 
     async def list_published(self) -> list[tuple[Contract, Version, str]]:
         """Every published version with its contract and document."""
+
+    async def put_plan(self, plan: Plan) -> None:
+        """Create or replace a plan."""
+
+    async def list_plans(self) -> list[Plan]:
+        """Every plan, by name."""
+
+    async def create_consumer(self, new: NewConsumer, secret_hash: str, *, actor: str) -> tuple[Consumer, bool]:
+        """Insert a consumer; (existing, False) when the id is taken."""
+
+    async def get_consumer(self, consumer_id: str) -> Consumer | None:
+        """One consumer with its subscriptions."""
+
+    async def list_consumers(self) -> list[Consumer]:
+        """Every consumer, by id."""
+
+    async def consumer_secret_hash(self, consumer_id: str) -> str | None:
+        """The stored hash of a consumer's client secret."""
+
+    async def add_api_key(self, consumer_id: str, key_hash: str) -> None:
+        """Store the hash of a new API key."""
+
+    async def api_keys(self) -> dict[str, str]:
+        """API key hash → consumer id."""
+
+    async def set_subscription(self, consumer_id: str, contract: str, major: int, *, subscribed: bool) -> bool:
+        """Add or remove a subscription; whether anything changed."""
 
 
 def open_store(url: str) -> Store:

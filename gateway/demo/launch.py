@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import sys
@@ -12,10 +13,12 @@ from pathlib import Path
 
 import msgspec
 
-from gateway.catalog import bundled_catalog, publish_catalog
+from gateway.catalog import bundled_catalog, publish_catalog, read_catalog
 from gateway.config import GatewayConfig
 from gateway.upstream import UpstreamConfig
+from registry.model import NewConsumer, Plan, Subscription
 from registry.service import Registry
+from registry.tokens import SigningKey
 from registry.store import open_store
 
 DEMO_DIR = Path(".govgate")
@@ -62,7 +65,10 @@ def prepare(config: GatewayConfig) -> tuple[GatewayConfig, subprocess.Popen[byte
         store = open_store(store_url)
         await store.open()
         try:
-            return await publish_catalog(Registry(store), bundled_catalog())
+            registry = Registry(store)
+            published = await publish_catalog(registry, bundled_catalog())
+            await seed_consumers(registry)
+            return published
         finally:
             await store.close()
 
@@ -71,8 +77,59 @@ def prepare(config: GatewayConfig) -> tuple[GatewayConfig, subprocess.Popen[byte
     except BaseException:
         process.kill()
         raise
+    write_tokens(config, DEMO_DIR / "demo-tokens.json")
     print(banner(config, erp_url, published), flush=True)
     return config, process
+
+
+DEMO_PLANS = [
+    Plan(name="checkout", rate_per_second=100, burst=200, priority="checkout"),
+    Plan(name="batch", rate_per_second=20, burst=40, quota_per_day=100_000, priority="batch"),
+]
+DEMO_CONSUMERS = {"channel-checkout": "checkout", "channel-batch": "batch"}
+# people for the registry workflow: (subject, roles, team)
+DEMO_PEOPLE = {
+    "integrator": (["integrator"], "team-erp"),
+    "board-1": (["board"], "governance"),
+    "board-2": (["board"], "governance"),
+    "admin": (["admin"], "platform"),
+}
+
+
+def catalog_scopes(entries: list[dict]) -> list[str]:
+    """Every OAuth2 scope the catalog's APIs declare."""
+    return sorted({scope for entry in entries if entry["kind"] == "openapi"
+                   for scheme in (entry["loaded"].get("components", {}).get("securitySchemes") or {}).values()
+                   for flow in (scheme.get("flows") or {}).values() for scope in flow.get("scopes", {})})
+
+
+async def seed_consumers(registry: Registry) -> None:
+    """The demo's plans and channels, subscribed to every bundled API with every scope."""
+    entries = read_catalog(bundled_catalog())
+    scopes = catalog_scopes(entries)
+    for plan in DEMO_PLANS:
+        await registry.put_plan(plan)
+    for consumer_id, plan in DEMO_CONSUMERS.items():
+        await registry.create_consumer(NewConsumer(id=consumer_id, name=consumer_id, plan=plan, scopes=scopes),
+                                       actor="demo")
+        for entry in entries:
+            if entry["kind"] == "openapi":
+                await registry.subscribe(consumer_id, Subscription(contract=entry["name"], major=1))
+
+
+def write_tokens(config: GatewayConfig, path: Path) -> None:
+    """Ready tokens for every demo identity, valid for a week."""
+    key = SigningKey.load_or_create(Path(config.tokens.signing_key_file))
+    week = 7 * 24 * 3600
+    tokens = {subject: key.issue(issuer=config.tokens.issuer, audience=config.tokens.registry_audience,
+                                 subject=subject, ttl_seconds=week, roles=roles, team=team)
+              for subject, (roles, team) in DEMO_PEOPLE.items()}
+    scopes = " ".join(catalog_scopes(read_catalog(bundled_catalog())))
+    for consumer_id in DEMO_CONSUMERS:
+        tokens[consumer_id] = key.issue(issuer=config.tokens.issuer, audience=config.tokens.gateway_audience,
+                                        subject=consumer_id, ttl_seconds=week, scope=scopes, client_id=consumer_id)
+    path.write_text(json.dumps(tokens, indent=2) + "\n")
+    path.chmod(0o600)
 
 
 def banner(config: GatewayConfig, erp_url: str, published: list[str]) -> str:
@@ -84,22 +141,29 @@ def banner(config: GatewayConfig, erp_url: str, published: list[str]) -> str:
              '"shippingAddress":{"name":"Ada Lovelace","line1":"1 Analytical St","city":"London",'
              '"postalCode":"N1 9GU","country":"GB"},"payment":{"method":"invoice","termsDays":30}}')
     invalid = '{"channel":"fax","lines":[{"sku":"bad sku","quantity":0}]}'
+    token = "TOKEN=$(python3 -c 'import json; print(json.load(open(\".govgate/demo-tokens.json\"))[\"channel-checkout\"])')"
+    admin = "ADMIN=$(python3 -c 'import json; print(json.load(open(\".govgate/demo-tokens.json\"))[\"admin\"])')"
     return "\n".join([
         "",
         f"govgate demo: gateway and registry on {base}",
         f"  sample ERP upstream: {erp_url}   registry store: {config.store}",
         f"  published: {', '.join(published)}",
+        "  tokens for every demo identity: .govgate/demo-tokens.json",
         "",
+        "Take the checkout channel's token:",
+        f"  {token}",
         "A valid call (forwarded to the ERP, answered with its X-Correlation-ID):",
-        f"  curl -i -X POST {base}/erp.sales-orders/v1/orders -H 'Content-Type: application/json' \\",
-        f"       -H 'X-Correlation-ID: demo-0001' -d '{order}'",
+        f"  curl -i -X POST {base}/erp.sales-orders/v1/orders -H \"Authorization: Bearer $TOKEN\" \\",
+        f"       -H 'Content-Type: application/json' -H 'X-Correlation-ID: demo-0001' -d '{order}'",
         "An invalid call (400 problem+json listing every error; the ERP never sees it):",
-        f"  curl -i -X POST {base}/erp.sales-orders/v1/orders -H 'Content-Type: application/json' -d '{invalid}'",
-        "Stock positions through the gateway:",
+        f"  curl -i -X POST {base}/erp.sales-orders/v1/orders -H \"Authorization: Bearer $TOKEN\" \\",
+        f"       -H 'Content-Type: application/json' -d '{invalid}'",
+        "Without a token (401):",
         f"  curl -i '{base}/wms.inventory/v1/positions?limit=5'",
-        "The registry:",
-        f"  curl -s {base}/registry/contracts",
-        f"  curl -s {base}/registry/published",
+        "The registry (as admin):",
+        f"  {admin}",
+        f"  curl -s {base}/registry/published -H \"Authorization: Bearer $ADMIN\"",
+        f"  curl -s {base}/registry/consumers -H \"Authorization: Bearer $ADMIN\"",
         f"  curl -s {base}/registry/openapi.json",
         "",
     ])

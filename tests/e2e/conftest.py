@@ -11,19 +11,36 @@ import httpx
 import pytest
 import yaml
 
+from registry.tokens import SigningKey
 from tests.conftest import free_port, spawn, stop, wait_http
 
 pytestmark = pytest.mark.e2e
 READ_TIMEOUT = 1.0
 
 
-class GatewayProcess:
-    """A running `govgate serve` and an HTTP client for it."""
+CONSUMER = "channel-test"
+SCOPES = ["inventory:read", "inventory:reserve", "orders:read", "orders:write", "returns:read", "returns:write"]
 
-    def __init__(self, url: str, upstream_url: str) -> None:
+
+class GatewayProcess:
+    """A running `govgate serve`, its signing key, and an HTTP client that calls as a subscribed channel."""
+
+    def __init__(self, url: str, upstream_url: str, key: SigningKey) -> None:
         self.url = url
         self.upstream_url = upstream_url
-        self.client = httpx.Client(base_url=url, timeout=30)
+        self.key = key
+        self.admin = httpx.Client(base_url=url, timeout=30,
+                                  headers={"Authorization": f"Bearer {self.registry_token('admin', ['admin'])}"})
+        self.client = httpx.Client(base_url=url, timeout=30,
+                                   headers={"Authorization": f"Bearer {self.gateway_token(CONSUMER, SCOPES)}"})
+
+    def registry_token(self, subject: str, roles: list[str], **claims: Any) -> str:
+        return self.key.issue(issuer="govgate", audience="govgate-registry", subject=subject, ttl_seconds=3600,
+                              roles=roles, **claims)
+
+    def gateway_token(self, consumer: str, scopes: list[str], **claims: Any) -> str:
+        return self.key.issue(issuer="govgate", audience="govgate-gateway", subject=consumer, ttl_seconds=3600,
+                              scope=" ".join(scopes), client_id=consumer, **claims)
 
     def last_upstream_request(self) -> dict[str, Any] | None:
         response = httpx.get(self.upstream_url + "/_debug/last-request", timeout=5)
@@ -31,7 +48,7 @@ class GatewayProcess:
 
 
 def publish(client: httpx.Client, entry: dict[str, Any], upstream: str | None = None) -> None:
-    """Register, upload and publish one catalog entry through the registry API."""
+    """Register, upload and publish one catalog entry through the registry API (as an admin)."""
     contract = {"name": entry["name"], "kind": entry["kind"], "owner": entry["owner"],
                 "description": entry.get("description", "")}
     if entry["kind"] == "openapi":
@@ -58,16 +75,29 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, sample_erp: str, catalog: 
             "returns": {"url": f"http://127.0.0.1:{free_port()}", "connect_timeout": 1.0},
         },
     }
+    config["tokens"] = {"signing_key_file": str(workdir / "signing-key.pem")}
+    key = SigningKey.load_or_create(workdir / "signing-key.pem")
     (workdir / "govgate.yaml").write_text(json.dumps(config))
     port = free_port()
     process = spawn(["-m", "gateway.cli", "serve", "--config", str(workdir / "govgate.yaml"), "--port", str(port)],
                     cwd=workdir)
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz", process=process)
-        running = GatewayProcess(f"http://127.0.0.1:{port}", sample_erp)
+        running = GatewayProcess(f"http://127.0.0.1:{port}", sample_erp, key)
         for entry in catalog:
-            publish(running.client, entry)
+            publish(running.admin, entry)
+        assert running.admin.post("/registry/plans", json={"name": "test", "rate_per_second": 1000,
+                                                           "burst": 1000}).status_code == 200
+        created = running.admin.post("/registry/consumers", json={"id": CONSUMER, "plan": "test", "scopes": SCOPES})
+        assert created.status_code == 201, created.text
+        running.client_secret = created.json()["client_secret"]
+        for entry in catalog:
+            if entry["kind"] == "openapi":
+                subscribed = running.admin.post(f"/registry/consumers/{CONSUMER}/subscriptions",
+                                                json={"contract": entry["name"], "major": 1})
+                assert subscribed.status_code == 200, subscribed.text
         yield running
         running.client.close()
+        running.admin.close()
     finally:
         stop(process)

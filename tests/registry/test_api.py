@@ -12,16 +12,29 @@ import yaml
 from litestar.testing import TestClient
 
 from gateway.app import create_app
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, TokensConfig
+from registry.tokens import SigningKey
 
 CONTRACT = {"name": "erp.sales-orders", "kind": "openapi", "owner": "team-erp", "upstream": "erp",
             "description": "orders"}
 
 
 @pytest.fixture()
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    app = create_app(GatewayConfig(store=f"sqlite:///{tmp_path}/registry.db"))
+def key(tmp_path: Path) -> SigningKey:
+    return SigningKey.load_or_create(tmp_path / "signing-key.pem")
+
+
+def token(key: SigningKey, subject: str, *roles: str, audience: str = "govgate-registry", **claims: Any) -> str:
+    return key.issue(issuer="govgate", audience=audience, subject=subject, ttl_seconds=600, roles=list(roles), **claims)
+
+
+@pytest.fixture()
+def client(tmp_path: Path, key: SigningKey) -> Iterator[TestClient]:
+    """The registry with an admin's token on every request."""
+    app = create_app(GatewayConfig(store=f"sqlite:///{tmp_path}/registry.db",
+                                   tokens=TokensConfig(signing_key_file=str(tmp_path / "signing-key.pem"))))
     with TestClient(app) as test_client:
+        test_client.headers["Authorization"] = f"Bearer {token(key, 'ada', 'admin', 'integrator')}"
         yield test_client
 
 
@@ -167,3 +180,52 @@ def test_event_contracts_are_compared_in_their_mode(client: TestClient, catalog:
     assert added["required_bump"] == "minor"
     report = client.get(url + "/1.1.0/changes").json()
     assert [(c["id"], c["level"]) for c in report["changes"]] == [("event-additional-properties-opened", "WARN")]
+
+
+def test_every_registry_endpoint_needs_a_token_with_a_role(client: TestClient, key: SigningKey, tmp_path: Path,
+                                                          orders: dict[str, Any]) -> None:
+    anonymous = {"Authorization": ""}
+    forged = SigningKey.load_or_create(tmp_path / "not-ours.pem").issue(
+        issuer="govgate", audience="govgate-registry", subject="eve", ttl_seconds=60, roles=["admin"])
+    body = problem(client.get("/registry/contracts", headers=anonymous), 401)
+    assert "bearer" in body["detail"]
+    assert client.get("/registry/contracts", headers=anonymous).headers["www-authenticate"].startswith("Bearer")
+    for bad in ("Bearer not.a.jwt", "Basic YWRhOmFkYQ==",
+                f"Bearer {token(key, 'ada', 'admin', audience='govgate-gateway')}",
+                f"Bearer {forged}"):
+        problem(client.get("/registry/contracts", headers={"Authorization": bad}), 401)
+    board = {"Authorization": f"Bearer {token(key, 'bo', 'board')}"}
+    assert client.get("/registry/contracts", headers=board).status_code == 200
+    body = problem(client.post("/registry/contracts", json=CONTRACT, headers=board), 403)
+    assert "integrator" in body["detail"]
+    integrator = {"Authorization": f"Bearer {token(key, 'ian', 'integrator')}"}
+    assert client.post("/registry/contracts", json=CONTRACT, headers=integrator).status_code == 201
+    assert client.post("/registry/contracts/erp.sales-orders/versions", json=orders, headers=integrator).status_code == 201
+    problem(client.post("/registry/contracts/erp.sales-orders/versions/1.0.0/publish", headers=integrator), 403)
+    problem(client.get("/registry/consumers", headers=integrator), 403)
+    problem(client.post("/registry/plans", json={"name": "x"}, headers=integrator), 403)
+    assert client.get("/registry/openapi.json", headers=anonymous).status_code == 200
+
+
+def test_consumers_plans_and_subscriptions(client: TestClient, orders: dict[str, Any]) -> None:
+    problem(client.post("/registry/consumers", json={"id": "pos-17", "plan": "nope"}), 400)
+    assert client.post("/registry/plans", json={"name": "pos", "rate_per_second": 5, "burst": 10,
+                                                "priority": "checkout"}).status_code == 200
+    problem(client.post("/registry/plans", json={"name": "bad", "rate_per_second": -1}), 400)
+    created = client.post("/registry/consumers", json={"id": "pos-17", "plan": "pos", "scopes": ["orders:read"]})
+    assert created.status_code == 201
+    secret = created.json()["client_secret"]
+    assert secret.startswith("gg_secret_") and len(secret) > 30
+    problem(client.post("/registry/consumers", json={"id": "pos-17", "plan": "pos"}), 409)
+    problem(client.post("/registry/consumers/pos-17/subscriptions", json={"contract": "erp.sales-orders", "major": 1}),
+            404)  # no such contract yet
+    client.post("/registry/contracts", json=CONTRACT)
+    subscribed = client.post("/registry/consumers/pos-17/subscriptions", json={"contract": "erp.sales-orders",
+                                                                               "major": 1})
+    assert subscribed.json()["subscriptions"] == [{"contract": "erp.sales-orders", "major": 1}]
+    key = client.post("/registry/consumers/pos-17/api-keys").json()["api_key"]
+    assert key.startswith("gg_key_")
+    listed = client.get("/registry/consumers/pos-17").text
+    assert secret not in listed and key not in listed  # secrets are shown once and stored hashed
+    ended = client.delete("/registry/consumers/pos-17/subscriptions/erp.sales-orders/1")
+    assert ended.status_code == 200 and ended.json()["subscriptions"] == []
