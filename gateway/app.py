@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 from typing import Any
@@ -23,6 +25,7 @@ from gateway.upstream import Upstream
 from policies.correlation_id import CorrelationIdPolicy
 from registry.api import registry_router
 from registry.errors import RegistryError
+from registry.model import Usage
 from registry.service import Registry
 from registry.store import open_store
 
@@ -39,31 +42,41 @@ def create_app(config: GatewayConfig) -> Litestar:
     """The whole govgate server for one configuration."""
     correlation = CorrelationIdPolicy(config.correlation_id)
     upstreams = {name: Upstream(name, upstream) for name, upstream in config.upstreams.items()}
-    gateway = Gateway(correlation, upstreams, config.max_body_bytes)
     store = open_store(config.store)
     registry = Registry(store)
     chain = ChainBuilder(config)
+    gateway = Gateway(correlation, upstreams, config.max_body_bytes, unrouted=chain.metrics.count_unrouted)
 
     async def reload() -> None:
         chain.load_directory(await store.list_consumers(), await store.list_plans(), await store.api_keys())
         gateway.swap(RoutingTable.compile(await store.list_published(), chain))
 
+    async def write_usage(records: list[Any]) -> None:
+        await store.record_usage([Usage(consumer=r.consumer, contract=r.contract, major=r.major,
+                                        operation=r.operation_id, count=r.count, errors=r.errors,
+                                        first_seen=r.first_seen, last_seen=r.last_seen) for r in records])
+
     async def startup(app: Litestar) -> None:
         await store.open()
         await reload()
+        app.state.usage_task = asyncio.create_task(chain.usage.run(write_usage, config.usage_flush_seconds))
         app.state.ready = True
 
     async def shutdown(app: Litestar) -> None:
+        app.state.usage_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await app.state.usage_task  # flushes what is left
         await gateway.close()
+        await chain.close()
         await store.close()
 
     registry.on_change(reload)
 
     app = Litestar(
-        route_handlers=[healthz, readyz, registry_router, oauth.token, oauth.jwks],
+        route_handlers=[healthz, readyz, metrics, registry_router, oauth.token, oauth.jwks],
         state=State({"registry": registry, "gateway": gateway, "ready": False, "correlation": correlation,
                      "config": config, "signing_key": chain.signing_key, "verifier": chain.verifier,
-                     "registry_verifier": chain.registry_verifier}),
+                     "registry_verifier": chain.registry_verifier, "metrics": chain.metrics, "chain": chain}),
         on_startup=[startup],
         on_shutdown=[shutdown],
         middleware=[correlation_middleware(correlation)],
@@ -116,6 +129,14 @@ def readyz(state: State) -> Response[dict[str, Any]]:
         return Response({"status": "loading"}, status_code=503)
     routes = state.gateway.table.routes()
     return Response({"status": "ready", "apis": len(state.gateway.table.apis), "operations": len(routes)})
+
+
+@get("/metrics", include_in_schema=False, sync_to_thread=False)
+def metrics(state: State) -> Response[bytes]:
+    """Prometheus exposition of the gateway's metrics."""
+    state.chain.refresh_gauges()
+    body, content_type = state.metrics.render()
+    return Response(body, media_type=content_type)
 
 
 def correlation_middleware(correlation: CorrelationIdPolicy) -> Any:

@@ -1,6 +1,8 @@
 """The policy chain of each route, assembled once when contracts load (never per request).
 
-Order, after the request's way in DESIGN.md: authenticate → authorize → request validation.
+Order, after the request's way in DESIGN.md: observability (first, so it finishes last and
+sees every outcome) → authenticate → authorize → request validation → idempotency →
+circuit breaker → backend protection (last, so a slot is held only while the upstream works).
 Objects shared between routes (the token verifier, the consumer directory) are built once
 here and handed to every route's policies.
 """
@@ -13,8 +15,13 @@ from typing import Any
 from gateway.config import GatewayConfig
 from policies.authentication import AuthenticationPolicy, DirectoryHolder
 from policies.authorization import AuthorizationPolicy, requirement_of
+from policies.backend_protection import BackendProtectionPolicy, UpstreamGuard
+from policies.circuit_breaker import CircuitBreaker, CircuitBreakerPolicy
 from policies.context import Policy
 from policies.identity import Caller, Directory
+from policies.idempotency import BACKENDS as IDEMPOTENCY_BACKENDS
+from policies.idempotency import IdempotencyPolicy
+from policies.observability import Metrics, ObservabilityPolicy, UsageRecorder
 from policies.request_validation import OperationValidator, RequestValidationPolicy
 from registry.model import Consumer, Contract, Plan, Version
 from registry.tokens import IssuerConfig, JwtVerifier, SigningKey
@@ -31,6 +38,14 @@ class ChainBuilder:
         self.registry_verifier = JwtVerifier(list(config.registry_issuers),
                                              own=(self.signing_key, _own_issuer(config, tokens.registry_audience)))
         self.directory = DirectoryHolder()
+        self.metrics = Metrics(config.observability.latency_buckets)
+        self.usage = UsageRecorder()
+        self.redis = _redis(config) if config.state.backend == "redis" else None
+        self.idempotency = IDEMPOTENCY_BACKENDS[config.state.backend](self.redis, prefix=config.state.key_prefix)
+        # one guard and one breaker per upstream, shared by every route that calls it
+        self.guards = {name: UpstreamGuard(up.protection, name) for name, up in config.upstreams.items()}
+        self.breakers = {name: CircuitBreaker(up.circuit_breaker, name, on_state_change=self.metrics.set_breaker_state)
+                         for name, up in config.upstreams.items()}
 
     def load_directory(self, consumers: list[Consumer], plans: list[Plan], api_keys: dict[str, str]) -> None:
         """Swap in the consumers, their plans and API keys the store holds now."""
@@ -49,11 +64,45 @@ class ChainBuilder:
         validation = config.request_validation
         validator = OperationValidator(document, path_item, operation, check_formats=validation.check_formats)
         return [
+            ObservabilityPolicy(config.observability, self.metrics, self.usage, upstream=contract.upstream),
             AuthenticationPolicy(config.authentication, self.verifier, self.directory),
             AuthorizationPolicy(config.authorization, contract=contract.name, major=version.major,
                                 requirement=requirement_of(document, operation)),
             RequestValidationPolicy(validation, validator),
+            IdempotencyPolicy(config.idempotency, self.idempotency, contract=contract.name, major=version.major,
+                              operation_id=operation.get("operationId", "")),
+            *self._upstream_policies(contract.upstream),
         ]
+
+    def _upstream_policies(self, upstream: str | None) -> list[Policy]:
+        if upstream not in self.guards:
+            return []  # the gateway answers 502 upstream-not-configured
+        up = self.config.upstreams[upstream]
+        policies: list[Policy] = []
+        if up.circuit_breaker.enabled:
+            policies.append(CircuitBreakerPolicy(up.circuit_breaker, self.breakers[upstream]))
+        policies.append(BackendProtectionPolicy(up.protection, self.guards[upstream]))
+        return policies
+
+    def refresh_gauges(self) -> None:
+        """Copy the guards' in-flight counts into the metrics (on scrape)."""
+        for name, guard in self.guards.items():
+            self.metrics.set_in_flight(name, guard.in_flight)
+
+    async def close(self) -> None:
+        """Close the shared Redis connection."""
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+def _redis(config: GatewayConfig) -> Any:
+    """The Redis client every policy shares: short timeouts, one retry, so an outage answers fast."""
+    from redis.asyncio import Redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return Redis.from_url(config.state.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5,
+                          retry=Retry(NoBackoff(), 1), health_check_interval=30)
 
 
 def _own_issuer(config: GatewayConfig, audience: str) -> IssuerConfig:

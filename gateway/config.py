@@ -11,6 +11,8 @@ from gateway.upstream import UpstreamConfig
 from policies.authentication import AuthenticationConfig
 from policies.authorization import AuthorizationConfig
 from policies.correlation_id import CorrelationIdConfig
+from policies.idempotency import IdempotencyConfig
+from policies.observability import ObservabilityConfig
 from policies.request_validation import RequestValidationConfig
 from registry.tokens import IssuerConfig
 
@@ -55,10 +57,14 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     """External OIDC issuers whose tokens the gateway accepts from channels."""
     registry_issuers: list[IssuerConfig] = []
     """External OIDC issuers whose tokens the registry accepts from people (with a `roles` claim)."""
+    observability: ObservabilityConfig = ObservabilityConfig()
+    usage_flush_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    """How often usage records (who called what) are written to the registry store."""
     authentication: AuthenticationConfig = AuthenticationConfig()
     authorization: AuthorizationConfig = AuthorizationConfig()
     correlation_id: CorrelationIdConfig = CorrelationIdConfig()
     request_validation: RequestValidationConfig = RequestValidationConfig()
+    idempotency: IdempotencyConfig = IdempotencyConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
 
 

@@ -8,6 +8,7 @@ the chain, and one upstream call.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from litestar.types import Receive, Scope, Send
@@ -25,12 +26,14 @@ log = logging.getLogger("govgate.gateway")
 class Gateway:
     """Routes, checks and forwards governed calls."""
 
-    def __init__(self, correlation: CorrelationIdPolicy, upstreams: dict[str, Upstream], max_body_bytes: int) -> None:
+    def __init__(self, correlation: CorrelationIdPolicy, upstreams: dict[str, Upstream], max_body_bytes: int,
+                 unrouted: Callable[[int], None] | None = None) -> None:
         self.table = RoutingTable()
         self.correlation = correlation  # runs before routing, so that even a 404 carries the id
         self.correlation_header = correlation.header.encode()
         self.upstreams = upstreams
         self.max_body_bytes = max_body_bytes
+        self.unrouted = unrouted or (lambda status: None)  # counts 404 / 405 that never reach a route
 
     def swap(self, table: RoutingTable) -> None:
         """Serve new requests from `table`; requests in flight finish on the old one."""
@@ -72,7 +75,11 @@ class Gateway:
         await send({"type": "http.response.body", "body": ctx.response_body})
 
     async def _handle(self, ctx: RequestContext, receive: Receive) -> None:
-        route, path_params, operation_path = self.table.match(ctx.path, ctx.method)
+        try:
+            route, path_params, operation_path = self.table.match(ctx.path, ctx.method)
+        except GatewayProblem as problem:
+            self.unrouted(problem.status)
+            raise
         ctx.route = route
         ctx.path = ctx.raw_path = operation_path
         ctx.path_params = path_params
@@ -99,6 +106,7 @@ class Gateway:
             raise
         except Exception:
             ctx.response_status = 500
+            ctx.problem = GatewayProblem(500, "internal-error", "Internal error", "the gateway failed")
             raise
         finally:
             for index, on_finish in route.finishes:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 from typing import Annotated
 
 import aiohttp
 import msgspec
 
+from policies.backend_protection import BackendProtectionConfig
+from policies.circuit_breaker import CircuitBreakerConfig
 from policies.context import RequestContext
 from policies.errors import GatewayProblem
 
@@ -21,6 +24,8 @@ HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
     "te", "trailer", "transfer-encoding", "upgrade",
 })
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+RETRY_STATUSES = frozenset({502, 503, 504})
 # set by the gateway itself, so a client's value must not pass
 _REPLACED = frozenset({"host", "content-length", "forwarded", "x-correlation-id", "traceparent"})
 
@@ -36,6 +41,13 @@ class UpstreamConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """Seconds to wait for the response before answering 504."""
     max_connections: Annotated[int, msgspec.Meta(gt=0)] = 256
     """Pooled keep-alive connections to this upstream."""
+    retries: Annotated[int, msgspec.Meta(ge=0, le=5)] = 2
+    """Extra attempts for idempotent methods when the connection fails or the upstream answers 502/503/504."""
+    retry_backoff_ms: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 50
+    """Base of the exponential backoff between attempts, with ±50% jitter."""
+    protection: BackendProtectionConfig = BackendProtectionConfig()
+    """Maximum in-flight requests and the priority classes that are shed first."""
+    circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
 
 
 class Upstream:
@@ -64,7 +76,27 @@ class Upstream:
             await self._session.close()
 
     async def handle_request(self, ctx: RequestContext) -> None:
-        """Send the request upstream; fill in the response or raise 502 / 504."""
+        """Send the request upstream; fill in the response or raise 502 / 504.
+
+        Idempotent methods (RFC 9110 §9.2.2) are retried with jittered backoff when the
+        connection fails or the upstream answers 502 / 503 / 504; others never are.
+        """
+        attempts = 1 + (self.config.retries if ctx.method in IDEMPOTENT else 0)
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                await self._send(ctx)
+            except GatewayProblem as problem:
+                if last or problem.slug != "upstream-unavailable":
+                    raise
+            else:
+                if last or ctx.response_status not in RETRY_STATUSES:
+                    return
+            delay = self.config.retry_backoff_ms * (2**attempt) * random.uniform(0.5, 1.5) / 1000
+            ctx.extra["upstream_retries"] = attempt + 1
+            await asyncio.sleep(delay)
+
+    async def _send(self, ctx: RequestContext) -> None:
         url = self.base_url + ctx.raw_path + ("?" + ctx.query_string if ctx.query_string else "")
         try:
             async with self._client().request(

@@ -16,7 +16,7 @@ from litestar.params import Parameter
 from registry import documents
 from registry.errors import InvalidRequest, RegistryError
 from registry.auth import ADMINS, INTEGRATORS, READERS, identity
-from registry.model import Consumer, Contract, NewConsumer, NewContract, Plan, Subscription, Version
+from registry.model import Consumer, Contract, NewConsumer, NewContract, Plan, Subscription, Usage, Version
 from registry.service import Registry
 
 DOCUMENT_MEDIA_TYPES = {
@@ -147,6 +147,11 @@ class ContractController(Controller):
                      "version was added; `null` for a contract's first version.")
     async def changes(self, registry: Registry, name: ContractPath, version: VersionPath) -> Response[bytes]:
         return Response(await registry.changes(name, version), media_type="application/json")
+
+    @get("/{name:str}/usage", summary="Who called which operation of this contract (from gateway traffic)")
+    async def usage(self, registry: Registry, name: ContractPath) -> list[Usage]:
+        await registry.contract(name)
+        return await registry.store.list_usage(name)
 
     @post("/{name:str}/versions/{version:str}/publish", summary="Publish a version", status_code=200,
           guards=[ADMINS])

@@ -147,3 +147,16 @@ class Consumer(msgspec.Struct, frozen=True, kw_only=True):
     subscriptions: list[Subscription]
     created_at: datetime
     created_by: str
+
+
+class Usage(msgspec.Struct, frozen=True, kw_only=True):
+    """Who called which operation of a contract major, how often, first and last."""
+
+    consumer: str
+    contract: str
+    major: int
+    operation: str
+    count: int
+    errors: int
+    first_seen: datetime
+    last_seen: datetime

@@ -12,7 +12,17 @@ from typing import Any, Callable, TypeVar
 
 import msgspec
 
-from registry.model import Consumer, Contract, NewConsumer, NewContract, NewVersion, Plan, Subscription, Version
+from registry.model import (
+    Consumer,
+    Contract,
+    NewConsumer,
+    NewContract,
+    NewVersion,
+    Plan,
+    Subscription,
+    Usage,
+    Version,
+)
 
 T = TypeVar("T")
 
@@ -79,6 +89,22 @@ MIGRATIONS: list[tuple[int, str]] = [
             contract TEXT NOT NULL REFERENCES contracts(name),
             major INTEGER NOT NULL,
             PRIMARY KEY (consumer, contract, major)
+        );
+        """,
+    ),
+    (
+        4,
+        """
+        CREATE TABLE usage (
+            consumer TEXT NOT NULL,
+            contract TEXT NOT NULL,
+            major INTEGER NOT NULL,
+            operation TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            errors INTEGER NOT NULL,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            PRIMARY KEY (contract, major, operation, consumer)
         );
         """,
     ),
@@ -239,6 +265,25 @@ class SQLiteStore:
             return cursor.rowcount == 1
 
         return await self._transaction(tx)
+
+    async def record_usage(self, rows: list[Usage]) -> None:
+        def tx(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "INSERT INTO usage (consumer, contract, major, operation, count, errors, first_seen, last_seen)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (contract, major, operation, consumer) DO UPDATE SET"
+                " count = count + excluded.count, errors = errors + excluded.errors,"
+                " first_seen = MIN(first_seen, excluded.first_seen), last_seen = MAX(last_seen, excluded.last_seen)",
+                [(r.consumer, r.contract, r.major, r.operation, r.count, r.errors, r.first_seen.isoformat(),
+                  r.last_seen.isoformat()) for r in rows])
+
+        await self._transaction(tx)
+
+    async def list_usage(self, contract: str) -> list[Usage]:
+        rows = await self._fetchall(
+            "SELECT consumer, contract, major, operation, count, errors, first_seen, last_seen FROM usage"
+            " WHERE contract = ? ORDER BY major, operation, consumer", (contract,))
+        return [Usage(consumer=r[0], contract=r[1], major=r[2], operation=r[3], count=r[4], errors=r[5],
+                      first_seen=datetime.fromisoformat(r[6]), last_seen=datetime.fromisoformat(r[7])) for r in rows]
 
     def _open(self) -> None:
         if self.path != ":memory:":

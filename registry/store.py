@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from registry.model import Consumer, Contract, NewConsumer, NewContract, NewVersion, Plan, Version
+from registry.model import Consumer, Contract, NewConsumer, NewContract, NewVersion, Plan, Usage, Version
 
 
 class Store(Protocol):
@@ -73,6 +73,12 @@ class Store(Protocol):
 
     async def api_keys(self) -> dict[str, str]:
         """API key hash → consumer id."""
+
+    async def record_usage(self, rows: list[Usage]) -> None:
+        """Add calls to the usage records (counts add up, first/last seen widen)."""
+
+    async def list_usage(self, contract: str) -> list[Usage]:
+        """Who called which operation of a contract."""
 
     async def set_subscription(self, consumer_id: str, contract: str, major: int, *, subscribed: bool) -> bool:
         """Add or remove a subscription; whether anything changed."""

@@ -70,6 +70,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, sample_erp: str, catalog: 
     config = {
         "store": f"sqlite:///{workdir}/registry.db",
         "max_body_bytes": 64 * 1024,
+        "usage_flush_seconds": 0.2,
         "upstreams": {
             "erp": {"url": sample_erp, "read_timeout": READ_TIMEOUT},
             "returns": {"url": f"http://127.0.0.1:{free_port()}", "connect_timeout": 1.0},
