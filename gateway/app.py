@@ -43,7 +43,7 @@ def create_app(config: GatewayConfig) -> Litestar:
     correlation = CorrelationIdPolicy(config.correlation_id)
     upstreams = {name: Upstream(name, upstream) for name, upstream in config.upstreams.items()}
     store = open_store(config.store)
-    registry = Registry(store)
+    registry = Registry(store, min_sunset_days=config.min_sunset_days)
     chain = ChainBuilder(config)
     gateway = Gateway(correlation, upstreams, config.max_body_bytes, unrouted=chain.metrics.count_unrouted)
 

@@ -1,7 +1,7 @@
 """The policy chain of each route, assembled once when contracts load (never per request).
 
 Order, after the request's way in DESIGN.md: observability (first, so it finishes last and
-sees every outcome) → authenticate → authorize → request validation → idempotency →
+sees every outcome) → authenticate → authorize → deprecation → request validation → idempotency →
 circuit breaker → backend protection (last, so a slot is held only while the upstream works).
 Objects shared between routes (the token verifier, the consumer directory) are built once
 here and handed to every route's policies.
@@ -18,6 +18,7 @@ from policies.authorization import AuthorizationPolicy, requirement_of
 from policies.backend_protection import BackendProtectionPolicy, UpstreamGuard
 from policies.circuit_breaker import CircuitBreaker, CircuitBreakerPolicy
 from policies.context import Policy
+from policies.deprecation import DeprecationPolicy
 from policies.identity import Caller, Directory
 from policies.idempotency import BACKENDS as IDEMPOTENCY_BACKENDS
 from policies.idempotency import IdempotencyPolicy
@@ -68,6 +69,8 @@ class ChainBuilder:
             AuthenticationPolicy(config.authentication, self.verifier, self.directory),
             AuthorizationPolicy(config.authorization, contract=contract.name, major=version.major,
                                 requirement=requirement_of(document, operation)),
+            DeprecationPolicy(config.deprecation, contract=contract.name, major=version.major, state=version.state,
+                              deprecated_at=version.deprecated_at, sunset=version.sunset, successor=version.successor),
             RequestValidationPolicy(validation, validator),
             IdempotencyPolicy(config.idempotency, self.idempotency, contract=contract.name, major=version.major,
                               operation_id=operation.get("operationId", "")),

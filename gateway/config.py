@@ -11,6 +11,7 @@ from gateway.upstream import UpstreamConfig
 from policies.authentication import AuthenticationConfig
 from policies.authorization import AuthorizationConfig
 from policies.correlation_id import CorrelationIdConfig
+from policies.deprecation import DeprecationConfig
 from policies.idempotency import IdempotencyConfig
 from policies.observability import ObservabilityConfig
 from policies.request_validation import RequestValidationConfig
@@ -64,6 +65,9 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     authorization: AuthorizationConfig = AuthorizationConfig()
     correlation_id: CorrelationIdConfig = CorrelationIdConfig()
     request_validation: RequestValidationConfig = RequestValidationConfig()
+    deprecation: DeprecationConfig = DeprecationConfig()
+    min_sunset_days: Annotated[int, msgspec.Meta(ge=0, le=3650)] = 30
+    """A deprecation's sunset must be at least this many days ahead."""
     idempotency: IdempotencyConfig = IdempotencyConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
 

@@ -97,7 +97,7 @@ class RoutingTable:
         """Build the table from published versions; within a major the newest version serves."""
         newest: dict[tuple[str, int], tuple[Contract, Version, str]] = {}
         for contract, version, document in published:
-            if contract.kind != "openapi" or version.state != "published":
+            if contract.kind != "openapi" or version.state not in ("published", "deprecated", "retired"):
                 continue
             key = (contract.name, version.major)
             if key not in newest or SemVer.parse(version.version) > SemVer.parse(newest[key][1].version):

@@ -16,7 +16,18 @@ from litestar.params import Parameter
 from registry import documents
 from registry.errors import InvalidRequest, RegistryError
 from registry.auth import ADMINS, INTEGRATORS, READERS, identity
-from registry.model import Consumer, Contract, NewConsumer, NewContract, Plan, Subscription, Usage, Version
+from registry.model import (
+    Consumer,
+    Contract,
+    Deprecation,
+    NewConsumer,
+    NewContract,
+    Plan,
+    Retirement,
+    Subscription,
+    Usage,
+    Version,
+)
 from registry.service import Registry
 
 DOCUMENT_MEDIA_TYPES = {
@@ -147,6 +158,19 @@ class ContractController(Controller):
                      "version was added; `null` for a contract's first version.")
     async def changes(self, registry: Registry, name: ContractPath, version: VersionPath) -> Response[bytes]:
         return Response(await registry.changes(name, version), media_type="application/json")
+
+    @post("/{name:str}/versions/{version:str}/deprecate", summary="Deprecate a published version", status_code=200,
+          guards=[ADMINS])
+    async def deprecate(self, registry: Registry, request: Request[Any, Any, Any], name: ContractPath,
+                        version: VersionPath, data: Deprecation) -> Version:
+        return await registry.deprecate(name, version, data, actor=(await identity(request)).subject)
+
+    @post("/{name:str}/versions/{version:str}/retire", summary="Retire a deprecated version", status_code=200,
+          guards=[ADMINS])
+    async def retire(self, registry: Registry, request: Request[Any, Any, Any], name: ContractPath,
+                     version: VersionPath, data: Retirement) -> Version:
+        caller = await identity(request)
+        return await registry.retire(name, version, data, actor=caller.subject, admin="admin" in caller.roles)
 
     @get("/{name:str}/usage", summary="Who called which operation of this contract (from gateway traffic)")
     async def usage(self, registry: Registry, name: ContractPath) -> list[Usage]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -65,6 +65,25 @@ class Version(msgspec.Struct, frozen=True, kw_only=True):
     """The version this one was compared with when it was added."""
     required_bump: str | None = None
     """The smallest semver bump its changes against base_version require."""
+    deprecated_at: datetime | None = None
+    sunset: date | None = None
+    """After this date (RFC 8594) the gateway answers 410."""
+    successor: str | None = None
+    """The version callers should move to."""
+
+
+class Deprecation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What an admin sends to deprecate a published version."""
+
+    sunset: date
+    successor: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+
+
+class Retirement(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What an admin sends to retire a deprecated version (force: before its sunset, with a reason)."""
+
+    force: bool = False
+    reason: Annotated[str, msgspec.Meta(max_length=2000)] = ""
 
 
 class NewVersion(msgspec.Struct, frozen=True, kw_only=True):

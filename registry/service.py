@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -16,10 +17,12 @@ from registry.errors import Conflict, InvalidRequest, NotFound
 from registry.model import (
     Consumer,
     Contract,
+    Deprecation,
     NewConsumer,
     NewContract,
     NewVersion,
     Plan,
+    Retirement,
     SemVer,
     Subscription,
     Version,
@@ -35,8 +38,9 @@ PUBLISHABLE_FROM = ("draft", "approved")
 class Registry:
     """Contracts and versions with their rules: immutable versions, guarded publishing."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, min_sunset_days: int = 30) -> None:
         self.store = store
+        self.min_sunset_days = min_sunset_days
         self._listeners: list[Listener] = []
 
     def on_change(self, listener: Listener) -> None:
@@ -143,6 +147,41 @@ class Registry:
         if current.state not in PUBLISHABLE_FROM:
             raise Conflict(f"{name}@{version} is {current.state}; publish needs one of {list(PUBLISHABLE_FROM)}")
         updated = await self.store.set_state(name, version, "published", expected=current.state)
+        if updated is None:
+            raise Conflict(f"{name}@{version} changed state meanwhile; read it again")
+        await self._changed()
+        return updated
+
+    async def deprecate(self, name: str, version: str, deprecation: Deprecation, *, actor: str) -> Version:
+        """Deprecate a published version with a sunset date (at least min_sunset_days ahead) and a successor."""
+        current = await self.version(name, version)
+        if current.state != "published":
+            raise Conflict(f"{name}@{version} is {current.state}; only a published version can be deprecated")
+        earliest = datetime.now(UTC).date() + timedelta(days=self.min_sunset_days)
+        if deprecation.sunset < earliest:
+            raise InvalidRequest(f"the sunset must be on or after {earliest} ({self.min_sunset_days} days ahead)")
+        if deprecation.successor is not None:
+            successor = await self.version(name, deprecation.successor)
+            if successor.state != "published" or SemVer.parse(successor.version) <= SemVer.parse(version):
+                raise InvalidRequest(f"the successor must be a newer published version of {name}")
+        updated = await self.store.set_state(name, version, "deprecated", expected="published",
+                                             sunset=deprecation.sunset, successor=deprecation.successor)
+        if updated is None:
+            raise Conflict(f"{name}@{version} changed state meanwhile; read it again")
+        await self._changed()
+        return updated
+
+    async def retire(self, name: str, version: str, retirement: Retirement, *, actor: str, admin: bool) -> Version:
+        """Retire a deprecated version: after its sunset, or before it when an admin forces it with a reason."""
+        current = await self.version(name, version)
+        if current.state != "deprecated":
+            raise Conflict(f"{name}@{version} is {current.state}; only a deprecated version can be retired")
+        if current.sunset and datetime.now(UTC).date() < current.sunset:
+            if not (retirement.force and admin):
+                raise Conflict(f"{name}@{version} sunsets on {current.sunset}; an admin may force it with a reason")
+            if not retirement.reason.strip():
+                raise InvalidRequest("forcing a retirement before the sunset needs a reason")
+        updated = await self.store.set_state(name, version, "retired", expected="deprecated")
         if updated is None:
             raise Conflict(f"{name}@{version} changed state meanwhile; read it again")
         await self._changed()

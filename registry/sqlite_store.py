@@ -6,7 +6,7 @@ import asyncio
 import json
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -108,10 +108,18 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        5,
+        """
+        ALTER TABLE versions ADD COLUMN deprecated_at TEXT;
+        ALTER TABLE versions ADD COLUMN sunset TEXT;
+        ALTER TABLE versions ADD COLUMN successor TEXT;
+        """,
+    ),
 ]
 
 _VERSION_COLUMNS = ("contract, version, major, sha256, state, created_at, created_by, published_at, base_version,"
-                    " required_bump")
+                    " required_bump, deprecated_at, sunset, successor")
 _CONTRACT_COLUMNS = "name, kind, owner, description, upstream, created_at, created_by, compatibility"
 
 
@@ -159,9 +167,9 @@ class SQLiteStore:
             if row:
                 return _version(row), False
             values = (new.contract, new.version, new.major, new.sha256, "draft", _now(), actor, None,
-                      new.base_version, new.required_bump)
+                      new.base_version, new.required_bump, None, None, None)
             db.execute(f"INSERT INTO versions ({_VERSION_COLUMNS}, document, changes)"
-                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*values, new.document, new.changes))
+                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*values, new.document, new.changes))
             return _version(values), True
 
         return await self._transaction(tx)
@@ -185,13 +193,17 @@ class SQLiteStore:
         query = f"SELECT {_VERSION_COLUMNS} FROM versions WHERE contract = ? ORDER BY created_at, rowid"
         return [_version(r) for r in await self._fetchall(query, (contract,))]
 
-    async def set_state(self, contract: str, version: str, state: str, *, expected: str) -> Version | None:
+    async def set_state(self, contract: str, version: str, state: str, *, expected: str,
+                        sunset: date | None = None, successor: str | None = None) -> Version | None:
         def tx(db: sqlite3.Connection) -> Version | None:
             published_at = _now() if state == "published" else None
+            deprecated_at = _now() if state == "deprecated" else None
             cursor = db.execute(
-                "UPDATE versions SET state = ?, published_at = COALESCE(?, published_at)"
-                " WHERE contract = ? AND version = ? AND state = ?",
-                (state, published_at, contract, version, expected),
+                "UPDATE versions SET state = ?, published_at = COALESCE(?, published_at),"
+                " deprecated_at = COALESCE(?, deprecated_at), sunset = COALESCE(?, sunset),"
+                " successor = COALESCE(?, successor) WHERE contract = ? AND version = ? AND state = ?",
+                (state, published_at, deprecated_at, sunset.isoformat() if sunset else None, successor,
+                 contract, version, expected),
             )
             if cursor.rowcount != 1:
                 return None
@@ -205,8 +217,8 @@ class SQLiteStore:
         columns += ", " + ", ".join(f"v.{c}" for c in _VERSION_COLUMNS.split(", ")) + ", v.document"
         rows = await self._fetchall(
             f"SELECT {columns} FROM versions v JOIN contracts c ON c.name = v.contract"
-            " WHERE v.state IN ('published', 'deprecated') ORDER BY c.name, v.major, v.created_at", ())
-        return [(_contract(r[:8]), _version(r[8:18]), r[18]) for r in rows]
+            " WHERE v.state IN ('published', 'deprecated', 'retired') ORDER BY c.name, v.major, v.created_at", ())
+        return [(_contract(r[:8]), _version(r[8:21]), r[21]) for r in rows]
 
     async def put_plan(self, plan: Plan) -> None:
         await self._transaction(lambda db: db.execute(
@@ -358,8 +370,11 @@ def _contract(row: tuple[Any, ...]) -> Contract:
 
 
 def _version(row: tuple[Any, ...]) -> Version:
-    contract, version, major, sha, state, created_at, created_by, published_at, base_version, bump = row
+    (contract, version, major, sha, state, created_at, created_by, published_at, base_version, bump,
+     deprecated_at, sunset, successor) = row
     return Version(contract=contract, version=version, major=major, sha256=sha, state=state,
                    created_at=datetime.fromisoformat(created_at), created_by=created_by,
                    published_at=datetime.fromisoformat(published_at) if published_at else None,
-                   base_version=base_version, required_bump=bump)
+                   base_version=base_version, required_bump=bump,
+                   deprecated_at=datetime.fromisoformat(deprecated_at) if deprecated_at else None,
+                   sunset=date.fromisoformat(sunset) if sunset else None, successor=successor)

@@ -6,6 +6,7 @@ the workflow issue. Every method is one transaction: a failure leaves nothing be
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Protocol
 
 from registry.model import Consumer, Contract, NewConsumer, NewContract, NewVersion, Plan, Usage, Version
@@ -44,7 +45,8 @@ class Store(Protocol):
     async def list_versions(self, contract: str) -> list[Version]:
         """Every version of a contract, oldest first."""
 
-    async def set_state(self, contract: str, version: str, state: str, *, expected: str) -> Version | None:
+    async def set_state(self, contract: str, version: str, state: str, *, expected: str,
+                        sunset: date | None = None, successor: str | None = None) -> Version | None:
         """Move a version to `state` only if it is in `expected`; None when it was not."""
 
     async def list_published(self) -> list[tuple[Contract, Version, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,20 +64,20 @@ def publish(client: httpx.Client, entry: dict[str, Any], upstream: str | None = 
     assert published.status_code == 200, published.text
 
 
-@pytest.fixture(scope="session")
-def gateway(tmp_path_factory: pytest.TempPathFactory, sample_erp: str, catalog: list[dict]) -> Iterator[GatewayProcess]:
-    """govgate serve with the erp upstream, a dead `returns` upstream and a short read timeout."""
-    workdir: Path = tmp_path_factory.mktemp("gateway")
-    config = {
+@contextlib.contextmanager
+def running_gateway(workdir: Path, sample_erp: str, catalog: list[dict], **overrides: Any) -> Iterator[GatewayProcess]:
+    """`govgate serve` as a process with the bundled contracts published and a subscribed test channel."""
+    config: dict[str, Any] = {
         "store": f"sqlite:///{workdir}/registry.db",
         "max_body_bytes": 64 * 1024,
         "usage_flush_seconds": 0.2,
+        "tokens": {"signing_key_file": str(workdir / "signing-key.pem")},
         "upstreams": {
             "erp": {"url": sample_erp, "read_timeout": READ_TIMEOUT},
             "returns": {"url": f"http://127.0.0.1:{free_port()}", "connect_timeout": 1.0},
         },
+        **overrides,
     }
-    config["tokens"] = {"signing_key_file": str(workdir / "signing-key.pem")}
     key = SigningKey.load_or_create(workdir / "signing-key.pem")
     (workdir / "govgate.yaml").write_text(json.dumps(config))
     port = free_port()
@@ -85,6 +86,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, sample_erp: str, catalog: 
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz", process=process)
         running = GatewayProcess(f"http://127.0.0.1:{port}", sample_erp, key)
+        running.process, running.config_path = process, workdir / "govgate.yaml"
         for entry in catalog:
             publish(running.admin, entry)
         assert running.admin.post("/registry/plans", json={"name": "test", "rate_per_second": 1000,
@@ -102,3 +104,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, sample_erp: str, catalog: 
         running.admin.close()
     finally:
         stop(process)
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory, sample_erp: str, catalog: list[dict]) -> Iterator[GatewayProcess]:
+    """govgate serve with the erp upstream, a dead `returns` upstream and a short read timeout."""
+    with running_gateway(tmp_path_factory.mktemp("gateway"), sample_erp, catalog) as running:
+        yield running
