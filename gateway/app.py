@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import uuid
 from typing import Any
 
 import msgspec
@@ -47,9 +48,36 @@ def create_app(config: GatewayConfig) -> Litestar:
     chain = ChainBuilder(config)
     gateway = Gateway(correlation, upstreams, config.max_body_bytes, unrouted=chain.metrics.count_unrouted)
 
+    instance = uuid.uuid4().hex
+
     async def reload() -> None:
         chain.load_directory(await store.list_consumers(), await store.list_plans(), await store.api_keys())
         gateway.swap(RoutingTable.compile(await store.list_published(), chain))
+
+    async def changed() -> None:
+        """A change made through this instance: reload here, then tell the others (when they share Redis)."""
+        await reload()
+        if chain.redis is not None:
+            try:
+                await chain.redis.publish(config.state.key_prefix + "reload", instance)
+            except Exception:  # the change is stored; the others catch up at their next notice or restart
+                log.warning("could not notify other gateway instances of a change", exc_info=True)
+
+    async def follow_changes() -> None:
+        """Reload whenever another instance announces a change (Redis pub/sub)."""
+        while True:
+            try:
+                pubsub = chain.redis.pubsub()
+                await pubsub.subscribe(config.state.key_prefix + "reload")
+                await reload()  # whatever was missed while not subscribed
+                async for message in pubsub.listen():
+                    if message.get("type") == "message" and message.get("data", b"").decode() != instance:
+                        await reload()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("lost the reload channel; resubscribing", exc_info=True)
+                await asyncio.sleep(1.0)
 
     async def write_usage(records: list[Any]) -> None:
         await store.record_usage([Usage(consumer=r.consumer, contract=r.contract, major=r.major,
@@ -59,18 +87,21 @@ def create_app(config: GatewayConfig) -> Litestar:
     async def startup(app: Litestar) -> None:
         await store.open()
         await reload()
-        app.state.usage_task = asyncio.create_task(chain.usage.run(write_usage, config.usage_flush_seconds))
+        app.state.tasks = [asyncio.create_task(chain.usage.run(write_usage, config.usage_flush_seconds))]
+        if chain.redis is not None:
+            app.state.tasks.append(asyncio.create_task(follow_changes()))
         app.state.ready = True
 
     async def shutdown(app: Litestar) -> None:
-        app.state.usage_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await app.state.usage_task  # flushes what is left
+        for task in app.state.tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task  # the usage task flushes what is left
         await gateway.close()
         await chain.close()
         await store.close()
 
-    registry.on_change(reload)
+    registry.on_change(changed)
 
     app = Litestar(
         route_handlers=[healthz, readyz, metrics, registry_router, oauth.token, oauth.jwks],
