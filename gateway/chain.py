@@ -1,7 +1,8 @@
 """The policy chain of each route, assembled once when contracts load (never per request).
 
 Order, after the request's way in DESIGN.md: observability (first, so it finishes last and
-sees every outcome) → authenticate → authorize → deprecation → request validation → idempotency →
+sees every outcome) → authenticate → authorize → rate limit → deprecation → request validation →
+idempotency →
 circuit breaker → backend protection (last, so a slot is held only while the upstream works).
 Objects shared between routes (the token verifier, the consumer directory) are built once
 here and handed to every route's policies.
@@ -23,6 +24,7 @@ from policies.identity import Caller, Directory
 from policies.idempotency import BACKENDS as IDEMPOTENCY_BACKENDS
 from policies.idempotency import IdempotencyPolicy
 from policies.observability import Metrics, ObservabilityPolicy, UsageRecorder
+from policies.rate_limit import MemoryLimiter, RateLimitPolicy, RedisLimiter
 from policies.request_validation import OperationValidator, RequestValidationPolicy
 from registry.model import Consumer, Contract, Plan, Version
 from registry.tokens import IssuerConfig, JwtVerifier, SigningKey
@@ -42,7 +44,9 @@ class ChainBuilder:
         self.metrics = Metrics(config.observability.latency_buckets)
         self.usage = UsageRecorder()
         self.redis = _redis(config) if config.state.backend == "redis" else None
-        self.idempotency = IDEMPOTENCY_BACKENDS[config.state.backend](self.redis, prefix=config.state.key_prefix)
+        prefix = config.state.key_prefix
+        self.idempotency = IDEMPOTENCY_BACKENDS[config.state.backend](self.redis, prefix=prefix)
+        self.limiter = RedisLimiter(self.redis, prefix + "rl:") if self.redis is not None else MemoryLimiter()
         # one guard and one breaker per upstream, shared by every route that calls it
         self.guards = {name: UpstreamGuard(up.protection, name) for name, up in config.upstreams.items()}
         self.breakers = {name: CircuitBreaker(up.circuit_breaker, name, on_state_change=self.metrics.set_breaker_state)
@@ -69,6 +73,8 @@ class ChainBuilder:
             AuthenticationPolicy(config.authentication, self.verifier, self.directory),
             AuthorizationPolicy(config.authorization, contract=contract.name, major=version.major,
                                 requirement=requirement_of(document, operation)),
+            *([RateLimitPolicy(config.rate_limit, self.limiter, contract=contract.name, major=version.major,
+                               operation_id=operation.get("operationId", ""))] if config.rate_limit.enabled else []),
             DeprecationPolicy(config.deprecation, contract=contract.name, major=version.major, state=version.state,
                               deprecated_at=version.deprecated_at, sunset=version.sunset, successor=version.successor),
             RequestValidationPolicy(validation, validator),
@@ -100,12 +106,15 @@ class ChainBuilder:
 
 def _redis(config: GatewayConfig) -> Any:
     """The Redis client every policy shares: short timeouts, one retry, so an outage answers fast."""
-    from redis.asyncio import Redis
+    from redis.asyncio import BlockingConnectionPool, Redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    return Redis.from_url(config.state.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5,
-                          retry=Retry(NoBackoff(), 1), health_check_interval=30)
+    # a pool that queues when every connection is busy instead of failing, and short timeouts
+    pool = BlockingConnectionPool.from_url(config.state.redis_url, max_connections=64, timeout=0.5,
+                                           socket_timeout=0.5, socket_connect_timeout=0.5,
+                                           retry=Retry(NoBackoff(), 1), health_check_interval=30)
+    return Redis.from_pool(pool)
 
 
 def _own_issuer(config: GatewayConfig, audience: str) -> IssuerConfig:

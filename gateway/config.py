@@ -14,6 +14,7 @@ from policies.correlation_id import CorrelationIdConfig
 from policies.deprecation import DeprecationConfig
 from policies.idempotency import IdempotencyConfig
 from policies.observability import ObservabilityConfig
+from policies.rate_limit import RateLimitConfig
 from policies.request_validation import RequestValidationConfig
 from registry.tokens import IssuerConfig
 
@@ -64,6 +65,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     authentication: AuthenticationConfig = AuthenticationConfig()
     authorization: AuthorizationConfig = AuthorizationConfig()
     correlation_id: CorrelationIdConfig = CorrelationIdConfig()
+    rate_limit: RateLimitConfig = RateLimitConfig()
     request_validation: RequestValidationConfig = RequestValidationConfig()
     deprecation: DeprecationConfig = DeprecationConfig()
     min_sunset_days: Annotated[int, msgspec.Meta(ge=0, le=3650)] = 30
