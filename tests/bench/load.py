@@ -18,18 +18,18 @@ class Result:
     errors: int = 0
 
 
-def python_load(url: str, connections: int, seconds: float) -> Result:
+def python_load(url: str, connections: int, seconds: float, token: str | None = None) -> Result:
     """POST the benchmark order to `url` from `connections` keep-alive connections for `seconds`."""
     from tests.bench.run import BODY
 
-    return asyncio.run(_load(url, connections, seconds, BODY))
+    return asyncio.run(_load(url, connections, seconds, BODY, token))
 
 
-async def _load(url: str, connections: int, seconds: float, body: bytes) -> Result:
+async def _load(url: str, connections: int, seconds: float, body: bytes, token: str | None) -> Result:
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + seconds
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
     connector = aiohttp.TCPConnector(limit=connections)
     async with aiohttp.ClientSession(connector=connector) as session:
 
