@@ -7,6 +7,8 @@ import contextlib
 import logging
 import os
 import uuid
+from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -25,6 +27,8 @@ from gateway.routing import RoutingTable
 from gateway.upstream import Upstream
 from policies.correlation_id import CorrelationIdPolicy
 from registry.api import registry_router
+from registry.approvals import load_policy
+from registry.audit import correlation_id as audit_correlation
 from registry.errors import RegistryError
 from registry.model import Usage
 from registry.service import Registry
@@ -44,7 +48,9 @@ def create_app(config: GatewayConfig) -> Litestar:
     correlation = CorrelationIdPolicy(config.correlation_id)
     upstreams = {name: Upstream(name, upstream) for name, upstream in config.upstreams.items()}
     store = open_store(config.store)
-    registry = Registry(store, min_sunset_days=config.min_sunset_days)
+    registry = Registry(store, min_sunset_days=config.min_sunset_days, review=config.review_required,
+                        approvals=load_policy(Path(config.approval_policy) if config.approval_policy
+                                              else Path(str(files("policies").joinpath("approval-policy.yaml")))))
     chain = ChainBuilder(config)
     gateway = Gateway(correlation, upstreams, config.max_body_bytes, unrouted=chain.metrics.count_unrouted)
 
@@ -182,6 +188,7 @@ def correlation_middleware(correlation: CorrelationIdPolicy) -> Any:
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
             correlation_id = correlation.assign(headers)
             scope.setdefault("state", {})["correlation_id"] = correlation_id
+            audit_correlation.set(correlation_id)  # audit records written for this request carry it
 
             async def send_with_id(message: Message) -> None:
                 if message["type"] == "http.response.start":

@@ -33,7 +33,9 @@ async def publish_catalog(registry: Registry, path: Path, *, actor: str = "demo"
         new = NewContract(name=entry["name"], kind=entry["kind"], owner=entry["owner"],
                           description=entry.get("description", ""), upstream=entry.get("upstream"))
         await registry.create_contract(new, actor=actor)
-        version, _ = await registry.add_version(new.name, entry["loaded"], version=entry.get("version"), actor=actor)
+        # the bundled catalog is the starting point, not a change: it is published without review
+        version, _, _ = await registry.add_version(new.name, entry["loaded"], version=entry.get("version"), actor=actor,
+                                                   review=False)
         await registry.publish(new.name, version.version, actor=actor)
         published.append(f"{new.name}@{version.version}")
     return published

@@ -68,6 +68,10 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     rate_limit: RateLimitConfig = RateLimitConfig()
     request_validation: RequestValidationConfig = RequestValidationConfig()
     deprecation: DeprecationConfig = DeprecationConfig()
+    review_required: bool = True
+    """Adding a version proposes it: it reaches the gateway only after the board approves and an admin publishes."""
+    approval_policy: str | None = None
+    """YAML approval policy; the bundled policies/approval-policy.yaml when unset."""
     min_sunset_days: Annotated[int, msgspec.Meta(ge=0, le=3650)] = 30
     """A deprecation's sunset must be at least this many days ahead."""
     idempotency: IdempotencyConfig = IdempotencyConfig()

@@ -15,8 +15,10 @@ from litestar.params import Parameter
 
 from registry import documents
 from registry.errors import InvalidRequest, RegistryError
-from registry.auth import ADMINS, INTEGRATORS, READERS, identity
+from registry.audit import AuditRecord, Verification
+from registry.auth import ADMINS, AUDITORS, BOARD, INTEGRATORS, READERS, identity
 from registry.model import (
+    ChangeRequest,
     Consumer,
     Contract,
     Deprecation,
@@ -27,6 +29,7 @@ from registry.model import (
     Subscription,
     Usage,
     Version,
+    VoteRequest,
 )
 from registry.service import Registry
 
@@ -51,10 +54,11 @@ class PayloadTooLarge(RegistryError):
 
 
 class VersionAdded(msgspec.Struct, frozen=True, kw_only=True):
-    """The answer to adding a version: its metadata and whether it was new."""
+    """The answer to adding (proposing) a version: its metadata, whether it was new, its change request."""
 
     version: Version
     created: bool
+    change_request: ChangeRequest | None = None
 
 
 class ContractDetail(msgspec.Struct, frozen=True, kw_only=True):
@@ -134,9 +138,12 @@ class ContractController(Controller):
         version: Annotated[str | None, Parameter(query="version", max_length=64)] = None,
     ) -> Response[VersionAdded]:
         document = await read_document(request)
-        added, created = await registry.add_version(name, document, version=version,
-                                                    actor=(await identity(request)).subject)
-        return Response(VersionAdded(version=added, created=created), status_code=201 if created else 200)
+        caller = await identity(request)
+        added, created, change = await registry.add_version(name, document, version=version, actor=caller.subject,
+                                                            team=caller.team)
+        headers = {"Location": f"/registry/changes/{change.id}"} if change and created else {}
+        return Response(VersionAdded(version=added, created=created, change_request=change),
+                        status_code=201 if created else 200, headers=headers)
 
     @get("/{name:str}/versions", summary="List a contract's versions")
     async def versions(self, registry: Registry, name: ContractPath) -> list[Version]:
@@ -225,17 +232,89 @@ class ConsumerController(Controller):
         return await registry.consumer(consumer_id)
 
     @post("/{consumer_id:str}/api-keys", summary="Issue an API key; it is in the answer, once")
-    async def api_key(self, registry: Registry, consumer_id: str) -> ApiKeyIssued:
-        return ApiKeyIssued(consumer=consumer_id, api_key=await registry.issue_api_key(consumer_id))
+    async def api_key(self, registry: Registry, request: Request[Any, Any, Any], consumer_id: str) -> ApiKeyIssued:
+        key = await registry.issue_api_key(consumer_id, actor=(await identity(request)).subject)
+        return ApiKeyIssued(consumer=consumer_id, api_key=key)
 
     @post("/{consumer_id:str}/subscriptions", summary="Subscribe a consumer to a contract major", status_code=200)
-    async def subscribe(self, registry: Registry, consumer_id: str, data: Subscription) -> Consumer:
-        return await registry.subscribe(consumer_id, data)
+    async def subscribe(self, registry: Registry, request: Request[Any, Any, Any], consumer_id: str,
+                        data: Subscription) -> Consumer:
+        return await registry.subscribe(consumer_id, data, actor=(await identity(request)).subject)
 
     @delete("/{consumer_id:str}/subscriptions/{contract:str}/{major:int}", summary="End a subscription",
             status_code=200)
-    async def unsubscribe(self, registry: Registry, consumer_id: str, contract: str, major: int) -> Consumer:
-        return await registry.subscribe(consumer_id, Subscription(contract=contract, major=major), subscribed=False)
+    async def unsubscribe(self, registry: Registry, request: Request[Any, Any, Any], consumer_id: str, contract: str,
+                          major: int) -> Consumer:
+        return await registry.subscribe(consumer_id, Subscription(contract=contract, major=major), subscribed=False,
+                                        actor=(await identity(request)).subject)
+
+
+class ChangeController(Controller):
+    """Change requests: what a proposed version changes, and the board's votes on it."""
+
+    path = "/changes"
+    tags = ["changes"]
+    guards = [READERS]
+
+    @get("/", summary="List change requests")
+    async def list(self, registry: Registry,
+                   contract: Annotated[str | None, Parameter(query="contract", max_length=100)] = None,
+                   status: Annotated[str | None, Parameter(query="state", max_length=20)] = None
+                   ) -> list[ChangeRequest]:
+        return await registry.store.list_changes(contract=contract, state=status)
+
+    @get("/{change_id:str}", summary="Get a change request (its ETag is its row version)")
+    async def detail(self, registry: Registry, change_id: str) -> Response[ChangeRequest]:
+        change = await registry.change(change_id)
+        return Response(change, headers={"ETag": f'"{change.row_version}"'})
+
+    @post("/{change_id:str}/approve", summary="Approve (board)", status_code=200, guards=[BOARD])
+    async def approve(self, registry: Registry, request: Request[Any, Any, Any], change_id: str,
+                      data: VoteRequest) -> Response[ChangeRequest]:
+        return await _vote(registry, request, change_id, "approve", data)
+
+    @post("/{change_id:str}/reject", summary="Reject (board); one rejection closes the request", status_code=200,
+          guards=[BOARD])
+    async def reject(self, registry: Registry, request: Request[Any, Any, Any], change_id: str,
+                     data: VoteRequest) -> Response[ChangeRequest]:
+        return await _vote(registry, request, change_id, "reject", data)
+
+    @post("/{change_id:str}/withdraw", summary="Withdraw (the proposer or an admin)", status_code=200,
+          guards=[INTEGRATORS])
+    async def withdraw(self, registry: Registry, request: Request[Any, Any, Any], change_id: str,
+                       data: VoteRequest) -> ChangeRequest:
+        caller = await identity(request)
+        return await registry.withdraw(change_id, actor=caller.subject, admin="admin" in caller.roles,
+                                       reason=data.comment)
+
+
+async def _vote(registry: Registry, request: Request[Any, Any, Any], change_id: str, decision: str,
+                data: VoteRequest) -> Response[ChangeRequest]:
+    caller = await identity(request)
+    if_match = request.headers.get("if-match", "").strip().strip('"').removeprefix("W/").strip('"')
+    expected = int(if_match) if if_match.isdigit() else None
+    if if_match and expected is None:
+        raise InvalidRequest("If-Match must be the ETag of the change request, e.g. \"3\"")
+    change = await registry.vote(change_id, decision, data.comment, voter=caller.subject, team=caller.team,
+                                 expected_row_version=expected)
+    return Response(change, headers={"ETag": f'"{change.row_version}"'})
+
+
+@get("/audit", summary="The audit log, oldest first", tags=["audit"], guards=[AUDITORS])
+async def audit_log(registry: Registry,
+                    target: Annotated[str | None, Parameter(query="target", max_length=200)] = None,
+                    actor: Annotated[str | None, Parameter(query="actor", max_length=200)] = None,
+                    action: Annotated[str | None, Parameter(query="action", max_length=100)] = None,
+                    after: Annotated[int, Parameter(query="after", ge=0)] = 0,
+                    limit: Annotated[int, Parameter(query="limit", ge=1, le=5000)] = 1000) -> list[AuditRecord]:
+    """Every recorded state change, filtered."""
+    return await registry.audit(target=target, actor=actor, action=action, after_seq=after, limit=limit)
+
+
+@get("/audit/verify", summary="Check the audit log's hash chain", tags=["audit"], guards=[AUDITORS])
+async def audit_verify(registry: Registry) -> Verification:
+    """Whether any record was edited or deleted."""
+    return await registry.verify_audit()
 
 
 class PlanController(Controller):
@@ -246,8 +325,8 @@ class PlanController(Controller):
     guards = [ADMINS]
 
     @post("/", summary="Create or replace a plan", status_code=200)
-    async def put(self, registry: Registry, data: Plan) -> Plan:
-        return await registry.put_plan(data)
+    async def put(self, registry: Registry, request: Request[Any, Any, Any], data: Plan) -> Plan:
+        return await registry.put_plan(data, actor=(await identity(request)).subject)
 
     @get("/", summary="List plans")
     async def list(self, registry: Registry) -> list[Plan]:
@@ -256,6 +335,7 @@ class PlanController(Controller):
 
 registry_router = Router(
     path="/registry",
-    route_handlers=[ContractController, ConsumerController, PlanController, list_published],
+    route_handlers=[ContractController, ChangeController, ConsumerController, PlanController, list_published,
+                    audit_log, audit_verify],
     dependencies={"registry": Provide(provide_registry, sync_to_thread=False)},
 )

@@ -13,7 +13,7 @@ import msgspec
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from registry.errors import RegistryError
+from registry.errors import Forbidden, RegistryError
 from registry.tokens import JwtVerifier, TokenError
 
 ROLES = ("integrator", "board", "admin")
@@ -28,11 +28,6 @@ class Unauthorized(RegistryError):
         super().__init__(detail)
         self.headers = {"WWW-Authenticate": f'Bearer realm="govgate-registry", error="invalid_token", '
                                             f'error_description="{detail}"'}
-
-
-class Forbidden(RegistryError):
-    status = 403
-    title = "Forbidden"
 
 
 class Identity(msgspec.Struct, frozen=True):
@@ -78,3 +73,5 @@ def requires(*roles: str) -> Any:
 READERS = requires(*ROLES)
 INTEGRATORS = requires("integrator", "admin")
 ADMINS = requires("admin")
+BOARD = requires("board")
+AUDITORS = requires("board", "admin")

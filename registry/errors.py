@@ -3,8 +3,10 @@
     RegistryError
     ├── InvalidDocument   422  the document is not a valid contract document
     ├── InvalidRequest    400  a name, version or field is malformed
+    ├── Forbidden         403  the caller's role or team may not do this
     ├── NotFound          404  no such contract or version
-    └── Conflict          409  exists with other content, or an illegal transition
+    ├── Conflict          409  exists with other content, or an illegal transition
+    └── PreconditionFailed 412 If-Match names an older row version
 """
 
 from __future__ import annotations
@@ -40,3 +42,13 @@ class NotFound(RegistryError):
 class Conflict(RegistryError):
     status = 409
     title = "Conflict"
+
+
+class Forbidden(RegistryError):
+    status = 403
+    title = "Forbidden"
+
+
+class PreconditionFailed(RegistryError):
+    status = 412
+    title = "Precondition failed"

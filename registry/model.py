@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -179,3 +179,68 @@ class Usage(msgspec.Struct, frozen=True, kw_only=True):
     errors: int
     first_seen: datetime
     last_seen: datetime
+
+
+ChangeState = Literal["open", "approved", "rejected", "withdrawn", "published"]
+
+
+class Vote(msgspec.Struct, frozen=True, kw_only=True):
+    """A board member's decision on a change request."""
+
+    voter: str
+    decision: Literal["approve", "reject"]
+    comment: str
+    at: datetime
+
+
+class AffectedConsumer(msgspec.Struct, frozen=True, kw_only=True):
+    """A consumer that really calls an operation the change breaks (from gateway traffic)."""
+
+    consumer: str
+    operation: str
+    calls: int
+    last_seen: datetime
+
+
+class ChangeRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """The proposal of a version: what it changes, what it breaks, who must approve it."""
+
+    id: str
+    contract: str
+    version: str
+    base_version: str | None
+    state: ChangeState
+    proposer: str
+    proposer_team: str | None
+    required_approvals: int
+    required_bump: str
+    findings: dict[str, int]
+    """Counts of the diff's changes by level (ERR, WARN, INFO)."""
+    changes: Any
+    """The diff report (`govgate diff --format json`), or None for a first version."""
+    lint: Any
+    affected_consumers: list[AffectedConsumer]
+    votes: list[Vote]
+    created_at: datetime
+    updated_at: datetime
+    row_version: int
+
+
+class VoteRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a reviewer sends."""
+
+    comment: Annotated[str, msgspec.Meta(max_length=4000)] = ""
+
+
+class NewChange(msgspec.Struct, frozen=True, kw_only=True):
+    """A change request on its way into the store with its version."""
+
+    id: str
+    proposer: str
+    proposer_team: str | None
+    required_approvals: int
+    required_bump: str
+    findings: dict[str, int]
+    changes: Any
+    lint: Any
+    affected_consumers: list[AffectedConsumer]

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 
+from registry import audit as audit_log
 from registry import documents, tokens
+from registry.approvals import ApprovalPolicy
+from registry.audit import AuditEntry, AuditRecord, Verification
 from registry.compat.engine import diff_openapi
 from registry.compat.events import diff_event_schemas
 from registry.compat.model import Report
-from registry.errors import Conflict, InvalidRequest, NotFound
+from registry.errors import Conflict, Forbidden, InvalidDocument, InvalidRequest, NotFound, PreconditionFailed
 from registry.model import (
+    AffectedConsumer,
+    ChangeRequest,
     Consumer,
     Contract,
     Deprecation,
+    NewChange,
     NewConsumer,
     NewContract,
     NewVersion,
@@ -26,10 +33,12 @@ from registry.model import (
     SemVer,
     Subscription,
     Version,
+    Vote,
 )
 from registry.store import Store
 
 Listener = Callable[[], Awaitable[None]]
+Linter = Callable[[dict[str, Any], str], dict[str, Any]]  # (document, kind) -> report with "blocking"
 
 # what `publish` may move a version from (the review workflow joins in with its issue)
 PUBLISHABLE_FROM = ("draft", "approved")
@@ -38,9 +47,13 @@ PUBLISHABLE_FROM = ("draft", "approved")
 class Registry:
     """Contracts and versions with their rules: immutable versions, guarded publishing."""
 
-    def __init__(self, store: Store, *, min_sunset_days: int = 30) -> None:
+    def __init__(self, store: Store, *, min_sunset_days: int = 30, review: bool = True,
+                 approvals: ApprovalPolicy | None = None, linter: Linter | None = None) -> None:
         self.store = store
         self.min_sunset_days = min_sunset_days
+        self.review = review
+        self.approvals = approvals or ApprovalPolicy()
+        self.linter = linter
         self._listeners: list[Listener] = []
 
     def on_change(self, listener: Listener) -> None:
@@ -55,7 +68,8 @@ class Registry:
         """Register a contract; the same definition again is a no-op, another is 409."""
         if new.kind == "openapi" and new.upstream is None:
             raise InvalidRequest("an openapi contract needs an upstream")
-        contract, created = await self.store.create_contract(new, actor=actor)
+        contract, created = await self.store.create_contract(new, actor=actor, audit=AuditEntry(
+            actor=actor, action="contract.created", target=f"contract/{new.name}", after=msgspec.to_builtins(new)))
         if not created and _definition(contract) != _definition(new):
             raise Conflict(f"contract {new.name!r} exists with another definition")
         return contract, created
@@ -68,9 +82,16 @@ class Registry:
         return contract
 
     async def add_version(
-        self, name: str, document: dict[str, Any], *, version: str | None, actor: str
-    ) -> tuple[Version, bool]:
-        """Check and store a document as a version; same content again is a no-op, other content 409."""
+        self, name: str, document: dict[str, Any], *, version: str | None, actor: str, team: str | None = None,
+        review: bool | None = None,
+    ) -> tuple[Version, bool, ChangeRequest | None]:
+        """Check and store a document as a version; same content again is a no-op, other content 409.
+
+        With review (the default), adding is proposing: the version goes in_review and a change
+        request opens with the diff, the lint report, the affected consumers and the approvals
+        it needs. Lint errors, or a breaking change without a major bump, refuse the proposal.
+        """
+        review = self.review if review is None else review
         contract = await self.contract(name)
         version = _version_of(contract, document, version)
         semver = SemVer.parse(version)
@@ -82,13 +103,117 @@ class Registry:
         digest = documents.sha256(canonical)
         existing = await self.store.get_version(name, version)
         if existing is not None:  # the same content again is a no-op: no need to diff
-            return self._same_or_conflict(existing, digest, name, version), False
+            stored = self._same_or_conflict(existing, digest, name, version)
+            return stored, False, await self.store.change_for(name, version)
         base, report = await self._compare(contract, semver, document)
+        lint = self.linter(document, contract.kind) if self.linter and review else None
+        if lint is not None and lint.get("blocking"):
+            raise InvalidDocument("the proposal has lint errors", [f"{f['rule']} at {f['path'] or '/'}: {f['message']}"
+                                                                    for f in lint["findings"]
+                                                                    if f["severity"] == "error"])
+        if review and report is not None and any(c.id == "semver-bump-too-small" for c in report.changes):
+            raise InvalidRequest(f"{version} is a {report.semver['proposed_bump']} bump, but its changes need a "
+                                 f"{report.semver['required_bump']} bump: propose {_next(base, report)} instead")
         new = NewVersion(contract=name, version=version, major=semver.major, document=canonical, sha256=digest,
                          base_version=base, required_bump=report.semver["required_bump"] if report else None,
                          changes=msgspec.json.encode(report).decode() if report else None)
-        stored, created = await self.store.add_version(new, actor=actor)
-        return self._same_or_conflict(stored, digest, name, version), created
+        change = await self._change_request(contract, base, report, lint, actor, team) if review else None
+        stored, created = await self.store.add_version(
+            new, actor=actor, state="in_review" if review else "draft", change=change,
+            audit=AuditEntry(actor=actor, action="version.proposed" if review else "version.added",
+                             target=f"{name}@{version}", after={"sha256": digest, "change": change.id if change
+                                                                 else None, "base": base}))
+        stored = self._same_or_conflict(stored, digest, name, version)
+        return stored, created, await self.store.change_for(name, version)
+
+    async def _change_request(self, contract: Contract, base: str | None, report: Report | None,
+                              lint: dict[str, Any] | None, actor: str, team: str | None) -> NewChange:
+        findings = report.summary if report else {}
+        worst = None if report is None else next((lvl for lvl in ("ERR", "WARN", "INFO") if findings.get(lvl)), "none")
+        return NewChange(
+            id=uuid.uuid4().hex[:12], proposer=actor, proposer_team=team, required_approvals=self.approvals.required(worst),
+            required_bump=report.semver["required_bump"] if report else "major", findings=dict(findings),
+            changes=msgspec.to_builtins(report) if report else None, lint=lint,
+            affected_consumers=await self._affected(contract, base, report))
+
+    async def _affected(self, contract: Contract, base: str | None, report: Report | None) -> list[AffectedConsumer]:
+        """Who really calls the operations the change breaks (ERR findings), from the usage records."""
+        if report is None or base is None or contract.kind != "openapi":
+            return []
+        broken = {c.operation for c in report.changes if c.level == "ERR" and c.operation}
+        if not broken:
+            return []
+        document = json.loads(await self.store.get_document(contract.name, base) or "{}")
+        operation_ids = {}
+        for path, item in (document.get("paths") or {}).items():
+            for method, operation in item.items():
+                if isinstance(operation, dict) and f"{method.upper()} {path}" in broken:
+                    operation_ids[operation.get("operationId", "")] = f"{method.upper()} {path}"
+        major = SemVer.parse(base).major
+        return [AffectedConsumer(consumer=u.consumer, operation=operation_ids[u.operation], calls=u.count,
+                                 last_seen=u.last_seen)
+                for u in await self.store.list_usage(contract.name)
+                if u.major == major and u.operation in operation_ids]
+
+    async def change(self, change_id: str) -> ChangeRequest:
+        """One change request or NotFound."""
+        change = await self.store.get_change(change_id)
+        if change is None:
+            raise NotFound(f"no change request {change_id!r}")
+        return change
+
+    async def vote(self, change_id: str, decision: str, comment: str, *, voter: str, team: str | None,
+                   expected_row_version: int | None = None) -> ChangeRequest:
+        """Record a board member's approval or rejection; separation of duties applies."""
+        change = await self.change(change_id)
+        contract = await self.contract(change.contract)
+        if voter == change.proposer:
+            raise Forbidden("you proposed this change: someone else must review it (separation of duties)")
+        if decision == "approve" and team is not None and team == contract.owner:
+            raise Forbidden(f"members of the owning team {contract.owner!r} cannot approve its changes")
+        vote = Vote(voter=voter, decision=decision, comment=comment, at=datetime.now(UTC))  # type: ignore[arg-type]
+        updated, outcome = await self.store.vote(
+            change_id, vote, expected_row_version=expected_row_version,
+            audit=AuditEntry(actor=voter, action=f"change.{decision}-vote", target=f"change/{change_id}",
+                             after={"decision": decision, "comment": comment}, reason=comment))
+        if outcome == "stale":
+            raise PreconditionFailed(f"change request {change_id} changed meanwhile (now at row version "
+                                     f"{updated.row_version if updated else '?'}); read it again")
+        if outcome == "closed":
+            raise Conflict(f"change request {change_id} is {updated.state if updated else 'closed'}; "
+                           "only an open request takes votes")
+        if outcome == "duplicate":
+            raise Conflict(f"{voter} has voted on change request {change_id} already")
+        if updated is None:
+            raise NotFound(f"no change request {change_id!r}")
+        await self._changed()
+        return updated
+
+    async def withdraw(self, change_id: str, *, actor: str, admin: bool, reason: str = "") -> ChangeRequest:
+        """The proposer (or an admin) takes an open change request back."""
+        change = await self.change(change_id)
+        if actor != change.proposer and not admin:
+            raise Forbidden("only the proposer or an admin may withdraw a change request")
+        updated = await self.store.close_change(
+            change_id, "withdrawn", expected="open", version_state="withdrawn",
+            audit=AuditEntry(actor=actor, action="change.withdrawn", target=f"change/{change_id}", before="open",
+                             after="withdrawn", reason=reason))
+        if updated is None:
+            raise Conflict(f"change request {change_id} is {change.state}; allowed from: open")
+        return updated
+
+    async def audit(self, **filters: Any) -> list[AuditRecord]:
+        """Audit records, oldest first, filtered by target, actor or action."""
+        return await self.store.list_audit(**filters)
+
+    async def verify_audit(self) -> Verification:
+        """Walk the whole chain."""
+        records: list[AuditRecord] = []
+        after = 0
+        while batch := await self.store.list_audit(after_seq=after, limit=5000):
+            records += batch
+            after = batch[-1].seq
+        return audit_log.verify(records, await self.store.audit_head())
 
     async def changes(self, name: str, version: str) -> bytes:
         """The compatibility report stored with a version (JSON), `null` for a first version."""
@@ -144,9 +269,15 @@ class Registry:
         current = await self.version(name, version)
         if current.state == "published":
             return current
-        if current.state not in PUBLISHABLE_FROM:
-            raise Conflict(f"{name}@{version} is {current.state}; publish needs one of {list(PUBLISHABLE_FROM)}")
-        updated = await self.store.set_state(name, version, "published", expected=current.state)
+        # a draft exists only where review is off (or for the bundled catalog): with review on, proposals
+        # are in_review until the board approves them
+        allowed = list(PUBLISHABLE_FROM)
+        if current.state not in allowed:
+            hint = " (the change request needs its approvals first)" if current.state == "in_review" else ""
+            raise Conflict(f"{name}@{version} is {current.state}{hint}; publishing is allowed from: {allowed}")
+        updated = await self.store.set_state(name, version, "published", expected=current.state, audit=AuditEntry(
+            actor=actor, action="version.published", target=f"{name}@{version}", before=current.state,
+            after="published"))
         if updated is None:
             raise Conflict(f"{name}@{version} changed state meanwhile; read it again")
         await self._changed()
@@ -165,7 +296,10 @@ class Registry:
             if successor.state != "published" or SemVer.parse(successor.version) <= SemVer.parse(version):
                 raise InvalidRequest(f"the successor must be a newer published version of {name}")
         updated = await self.store.set_state(name, version, "deprecated", expected="published",
-                                             sunset=deprecation.sunset, successor=deprecation.successor)
+                                             sunset=deprecation.sunset, successor=deprecation.successor,
+                                             audit=AuditEntry(actor=actor, action="version.deprecated",
+                                                              target=f"{name}@{version}", before="published",
+                                                              after=msgspec.to_builtins(deprecation)))
         if updated is None:
             raise Conflict(f"{name}@{version} changed state meanwhile; read it again")
         await self._changed()
@@ -181,15 +315,18 @@ class Registry:
                 raise Conflict(f"{name}@{version} sunsets on {current.sunset}; an admin may force it with a reason")
             if not retirement.reason.strip():
                 raise InvalidRequest("forcing a retirement before the sunset needs a reason")
-        updated = await self.store.set_state(name, version, "retired", expected="deprecated")
+        updated = await self.store.set_state(name, version, "retired", expected="deprecated", audit=AuditEntry(
+            actor=actor, action="version.retired", target=f"{name}@{version}", before="deprecated", after="retired",
+            reason=retirement.reason))
         if updated is None:
             raise Conflict(f"{name}@{version} changed state meanwhile; read it again")
         await self._changed()
         return updated
 
-    async def put_plan(self, plan: Plan) -> Plan:
+    async def put_plan(self, plan: Plan, *, actor: str = "system") -> Plan:
         """Create or replace a plan."""
-        await self.store.put_plan(plan)
+        await self.store.put_plan(plan, audit=AuditEntry(actor=actor, action="plan.saved", target=f"plan/{plan.name}",
+                                                         after=msgspec.to_builtins(plan)))
         await self._changed()
         return plan
 
@@ -198,7 +335,8 @@ class Registry:
         if new.plan not in {p.name for p in await self.store.list_plans()}:
             raise InvalidRequest(f"no plan named {new.plan!r}: create it first")
         secret = tokens.new_secret("gg_secret_")
-        consumer, created = await self.store.create_consumer(new, tokens.hash_secret(secret), actor=actor)
+        consumer, created = await self.store.create_consumer(new, tokens.hash_secret(secret), actor=actor, audit=AuditEntry(
+            actor=actor, action="consumer.created", target=f"consumer/{new.id}", after=msgspec.to_builtins(new)))
         if not created:
             raise Conflict(f"consumer {new.id!r} exists")
         await self._changed()
@@ -211,22 +349,36 @@ class Registry:
             raise NotFound(f"no consumer {consumer_id!r}")
         return consumer
 
-    async def issue_api_key(self, consumer_id: str) -> str:
+    async def issue_api_key(self, consumer_id: str, *, actor: str = "system") -> str:
         """A new API key for a consumer, returned once and stored hashed."""
         await self.consumer(consumer_id)
         key = tokens.new_secret("gg_key_")
-        await self.store.add_api_key(consumer_id, tokens.hash_api_key(key))
+        digest = tokens.hash_api_key(key)
+        await self.store.add_api_key(consumer_id, digest, audit=AuditEntry(
+            actor=actor, action="consumer.api-key-issued", target=f"consumer/{consumer_id}",
+            after={"key_sha256_prefix": digest[:8]}))
         await self._changed()
         return key
 
-    async def subscribe(self, consumer_id: str, subscription: Subscription, *, subscribed: bool = True) -> Consumer:
+    async def subscribe(self, consumer_id: str, subscription: Subscription, *, subscribed: bool = True,
+                        actor: str = "system") -> Consumer:
         """Let a consumer call a contract major (or stop it)."""
         await self.consumer(consumer_id)
         await self.contract(subscription.contract)
-        await self.store.set_subscription(consumer_id, subscription.contract, subscription.major, subscribed=subscribed)
+        await self.store.set_subscription(
+            consumer_id, subscription.contract, subscription.major, subscribed=subscribed, audit=AuditEntry(
+                actor=actor, action="consumer.subscribed" if subscribed else "consumer.unsubscribed",
+                target=f"consumer/{consumer_id}", after=msgspec.to_builtins(subscription)))
         await self._changed()
         return await self.consumer(consumer_id)
 
+
+
+def _next(base: str | None, report: Report) -> str:
+    current = SemVer.parse(base or "0.0.0")
+    bump = report.semver["required_bump"]
+    return (f"{current.major + 1}.0.0" if bump == "major" else f"{current.major}.{current.minor + 1}.0"
+            if bump == "minor" else f"{current.major}.{current.minor}.{current.patch + 1}")
 
 
 def _definition(contract: Contract | NewContract) -> tuple[Any, ...]:

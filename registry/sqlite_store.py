@@ -12,9 +12,14 @@ from typing import Any, Callable, TypeVar
 
 import msgspec
 
+from registry import audit as audit_log
+from registry.audit import AuditEntry, AuditRecord
 from registry.model import (
+    AffectedConsumer,
+    ChangeRequest,
     Consumer,
     Contract,
+    NewChange,
     NewConsumer,
     NewContract,
     NewVersion,
@@ -22,9 +27,11 @@ from registry.model import (
     Subscription,
     Usage,
     Version,
+    Vote,
 )
 
 T = TypeVar("T")
+Audit = AuditEntry | None
 
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -116,10 +123,64 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE versions ADD COLUMN successor TEXT;
         """,
     ),
+    (
+        6,
+        """
+        CREATE TABLE change_requests (
+            id TEXT PRIMARY KEY,
+            contract TEXT NOT NULL,
+            version TEXT NOT NULL,
+            base_version TEXT,
+            state TEXT NOT NULL,
+            proposer TEXT NOT NULL,
+            proposer_team TEXT,
+            required_approvals INTEGER NOT NULL,
+            required_bump TEXT NOT NULL,
+            findings TEXT NOT NULL,
+            changes TEXT,
+            lint TEXT,
+            affected TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            row_version INTEGER NOT NULL,
+            UNIQUE (contract, version),
+            FOREIGN KEY (contract, version) REFERENCES versions(contract, version)
+        );
+        CREATE TABLE votes (
+            change_id TEXT NOT NULL REFERENCES change_requests(id),
+            voter TEXT NOT NULL,
+            decision TEXT NOT NULL CHECK (decision IN ('approve', 'reject')),
+            comment TEXT NOT NULL,
+            at TEXT NOT NULL,
+            PRIMARY KEY (change_id, voter)
+        );
+        CREATE TABLE audit (
+            seq INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            before TEXT,
+            after TEXT,
+            reason TEXT NOT NULL,
+            correlation_id TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        );
+        CREATE INDEX audit_target ON audit(target);
+        CREATE TABLE audit_head (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            seq INTEGER NOT NULL,
+            hash TEXT NOT NULL
+        );
+        """,
+    ),
 ]
 
 _VERSION_COLUMNS = ("contract, version, major, sha256, state, created_at, created_by, published_at, base_version,"
                     " required_bump, deprecated_at, sunset, successor")
+_CHANGE_COLUMNS = ("id, contract, version, base_version, state, proposer, proposer_team, required_approvals,"
+                   " required_bump, findings, changes, lint, affected, created_at, updated_at, row_version")
 _CONTRACT_COLUMNS = "name, kind, owner, description, upstream, created_at, created_by, compatibility"
 
 
@@ -141,7 +202,7 @@ class SQLiteStore:
             self._db = None
         self._executor.shutdown(wait=True)
 
-    async def create_contract(self, new: NewContract, *, actor: str) -> tuple[Contract, bool]:
+    async def create_contract(self, new: NewContract, *, actor: str, audit: Audit = None) -> tuple[Contract, bool]:
         def tx(db: sqlite3.Connection) -> tuple[Contract, bool]:
             row = db.execute(f"SELECT {_CONTRACT_COLUMNS} FROM contracts WHERE name = ?", (new.name,)).fetchone()
             if row:
@@ -150,7 +211,7 @@ class SQLiteStore:
             db.execute(f"INSERT INTO contracts ({_CONTRACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
             return _contract(values), True
 
-        return await self._transaction(tx)
+        return await self._transaction(tx, _when_created(audit))
 
     async def get_contract(self, name: str) -> Contract | None:
         row = await self._fetchone(f"SELECT {_CONTRACT_COLUMNS} FROM contracts WHERE name = ?", (name,))
@@ -160,19 +221,103 @@ class SQLiteStore:
         rows = await self._fetchall(f"SELECT {_CONTRACT_COLUMNS} FROM contracts ORDER BY name", ())
         return [_contract(r) for r in rows]
 
-    async def add_version(self, new: NewVersion, *, actor: str) -> tuple[Version, bool]:
+    async def add_version(self, new: NewVersion, *, actor: str, state: str = "draft", change: NewChange | None = None,
+                          audit: Audit = None) -> tuple[Version, bool]:
         def tx(db: sqlite3.Connection) -> tuple[Version, bool]:
             query = f"SELECT {_VERSION_COLUMNS} FROM versions WHERE contract = ? AND version = ?"
             row = db.execute(query, (new.contract, new.version)).fetchone()
             if row:
                 return _version(row), False
-            values = (new.contract, new.version, new.major, new.sha256, "draft", _now(), actor, None,
+            now = _now()
+            values = (new.contract, new.version, new.major, new.sha256, state, now, actor, None,
                       new.base_version, new.required_bump, None, None, None)
             db.execute(f"INSERT INTO versions ({_VERSION_COLUMNS}, document, changes)"
                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*values, new.document, new.changes))
+            if change is not None:
+                db.execute(f"INSERT INTO change_requests ({_CHANGE_COLUMNS}) VALUES"
+                           " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           (change.id, new.contract, new.version, new.base_version,
+                            "approved" if change.required_approvals == 0 else "open", change.proposer,
+                            change.proposer_team, change.required_approvals, change.required_bump,
+                            json.dumps(change.findings), _json(change.changes) if change.changes else None,
+                            _json(change.lint) if change.lint else None,
+                            msgspec.json.encode(change.affected_consumers).decode(), now, now, 1))
             return _version(values), True
 
-        return await self._transaction(tx)
+        return await self._transaction(tx, _when_created(audit))
+
+    async def get_change(self, change_id: str) -> ChangeRequest | None:
+        return await self._run(lambda: _change(self._connection(), change_id))
+
+    async def change_for(self, contract: str, version: str) -> ChangeRequest | None:
+        def read() -> ChangeRequest | None:
+            db = self._connection()
+            row = db.execute("SELECT id FROM change_requests WHERE contract = ? AND version = ?",
+                             (contract, version)).fetchone()
+            return _change(db, row[0]) if row else None
+
+        return await self._run(read)
+
+    async def list_changes(self, *, contract: str | None = None, state: str | None = None) -> list[ChangeRequest]:
+        def read() -> list[ChangeRequest]:
+            db = self._connection()
+            ids = db.execute("SELECT id FROM change_requests WHERE (? IS NULL OR contract = ?) AND (? IS NULL OR"
+                             " state = ?) ORDER BY created_at DESC", (contract, contract, state, state)).fetchall()
+            return [c for (cid,) in ids if (c := _change(db, cid)) is not None]
+
+        return await self._run(read)
+
+    async def vote(self, change_id: str, vote: Vote, *, expected_row_version: int | None = None,
+                   audit: Audit = None) -> tuple[ChangeRequest | None, str]:
+        def tx(db: sqlite3.Connection) -> tuple[ChangeRequest | None, str]:
+            current = _change(db, change_id)
+            if current is None:
+                return None, "missing"
+            if expected_row_version is not None and current.row_version != expected_row_version:
+                return current, "stale"
+            if current.state != "open":
+                return current, "closed"
+            if any(v.voter == vote.voter for v in current.votes):
+                return current, "duplicate"
+            db.execute("INSERT INTO votes (change_id, voter, decision, comment, at) VALUES (?, ?, ?, ?, ?)",
+                       (change_id, vote.voter, vote.decision, vote.comment, vote.at.isoformat()))
+            approvals = 1 + sum(1 for v in current.votes if v.decision == "approve")
+            state = "rejected" if vote.decision == "reject" else \
+                "approved" if approvals >= current.required_approvals else "open"
+            db.execute("UPDATE change_requests SET state = ?, updated_at = ?, row_version = row_version + 1"
+                       " WHERE id = ?", (state, _now(), change_id))
+            if state != "open":
+                db.execute("UPDATE versions SET state = ? WHERE contract = ? AND version = ? AND state = 'in_review'",
+                           (state, current.contract, current.version))
+            return _change(db, change_id), "recorded"
+
+        return await self._transaction(tx, _when_recorded(audit))
+
+    async def close_change(self, change_id: str, state: str, *, expected: str, version_state: str,
+                           audit: Audit = None) -> ChangeRequest | None:
+        def tx(db: sqlite3.Connection) -> ChangeRequest | None:
+            current = _change(db, change_id)
+            if current is None or current.state != expected:
+                return None
+            db.execute("UPDATE change_requests SET state = ?, updated_at = ?, row_version = row_version + 1"
+                       " WHERE id = ?", (state, _now(), change_id))
+            db.execute("UPDATE versions SET state = ? WHERE contract = ? AND version = ?",
+                       (version_state, current.contract, current.version))
+            return _change(db, change_id)
+
+        return await self._transaction(tx, _when_present(audit))
+
+    async def list_audit(self, *, target: str | None = None, actor: str | None = None, action: str | None = None,
+                         limit: int = 1000, after_seq: int = 0) -> list[AuditRecord]:
+        rows = await self._fetchall(
+            "SELECT seq, at, actor, action, target, before, after, reason, correlation_id, prev_hash, hash FROM audit"
+            " WHERE seq > ? AND (? IS NULL OR target = ?) AND (? IS NULL OR actor = ?) AND (? IS NULL OR action = ?)"
+            " ORDER BY seq LIMIT ?", (after_seq, target, target, actor, actor, action, action, limit))
+        return [_audit_record(r) for r in rows]
+
+    async def audit_head(self) -> tuple[int, str] | None:
+        row = await self._fetchone("SELECT seq, hash FROM audit_head WHERE id = 1", ())
+        return (row[0], row[1]) if row else None
 
     async def get_changes(self, contract: str, version: str) -> str | None:
         row = await self._fetchone("SELECT changes FROM versions WHERE contract = ? AND version = ?",
@@ -194,7 +339,8 @@ class SQLiteStore:
         return [_version(r) for r in await self._fetchall(query, (contract,))]
 
     async def set_state(self, contract: str, version: str, state: str, *, expected: str,
-                        sunset: date | None = None, successor: str | None = None) -> Version | None:
+                        sunset: date | None = None, successor: str | None = None, audit: Audit = None
+                        ) -> Version | None:
         def tx(db: sqlite3.Connection) -> Version | None:
             published_at = _now() if state == "published" else None
             deprecated_at = _now() if state == "deprecated" else None
@@ -207,10 +353,14 @@ class SQLiteStore:
             )
             if cursor.rowcount != 1:
                 return None
+            if state == "published":
+                db.execute("UPDATE change_requests SET state = 'published', updated_at = ?, row_version ="
+                           " row_version + 1 WHERE contract = ? AND version = ? AND state = 'approved'",
+                           (_now(), contract, version))
             query = f"SELECT {_VERSION_COLUMNS} FROM versions WHERE contract = ? AND version = ?"
             return _version(db.execute(query, (contract, version)).fetchone())
 
-        return await self._transaction(tx)
+        return await self._transaction(tx, _when_present(audit))
 
     async def list_published(self) -> list[tuple[Contract, Version, str]]:
         columns = ", ".join(f"c.{c}" for c in _CONTRACT_COLUMNS.split(", "))
@@ -220,16 +370,17 @@ class SQLiteStore:
             " WHERE v.state IN ('published', 'deprecated', 'retired') ORDER BY c.name, v.major, v.created_at", ())
         return [(_contract(r[:8]), _version(r[8:21]), r[21]) for r in rows]
 
-    async def put_plan(self, plan: Plan) -> None:
+    async def put_plan(self, plan: Plan, *, audit: Audit = None) -> None:
         await self._transaction(lambda db: db.execute(
             "INSERT INTO plans (name, definition) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET definition ="
-            " excluded.definition", (plan.name, msgspec.json.encode(plan).decode())))
+            " excluded.definition", (plan.name, msgspec.json.encode(plan).decode())), _always(audit))
 
     async def list_plans(self) -> list[Plan]:
         rows = await self._fetchall("SELECT definition FROM plans ORDER BY name", ())
         return [msgspec.json.decode(r[0], type=Plan) for r in rows]
 
-    async def create_consumer(self, new: NewConsumer, secret_hash: str, *, actor: str) -> tuple[Consumer, bool]:
+    async def create_consumer(self, new: NewConsumer, secret_hash: str, *, actor: str,
+                              audit: Audit = None) -> tuple[Consumer, bool]:
         def tx(db: sqlite3.Connection) -> tuple[Consumer, bool]:
             if db.execute("SELECT 1 FROM consumers WHERE id = ?", (new.id,)).fetchone():
                 return _consumer(db, new.id), False
@@ -238,7 +389,7 @@ class SQLiteStore:
                        (new.id, new.name, new.plan, json.dumps(sorted(set(new.scopes))), secret_hash, _now(), actor))
             return _consumer(db, new.id), True
 
-        return await self._transaction(tx)
+        return await self._transaction(tx, _when_created(audit))
 
     async def get_consumer(self, consumer_id: str) -> Consumer | None:
         def read() -> Consumer | None:
@@ -259,14 +410,16 @@ class SQLiteStore:
         row = await self._fetchone("SELECT secret_hash FROM consumers WHERE id = ?", (consumer_id,))
         return row[0] if row else None
 
-    async def add_api_key(self, consumer_id: str, key_hash: str) -> None:
+    async def add_api_key(self, consumer_id: str, key_hash: str, *, audit: Audit = None) -> None:
         await self._transaction(lambda db: db.execute(
-            "INSERT INTO api_keys (key_hash, consumer, created_at) VALUES (?, ?, ?)", (key_hash, consumer_id, _now())))
+            "INSERT INTO api_keys (key_hash, consumer, created_at) VALUES (?, ?, ?)", (key_hash, consumer_id, _now())),
+            _always(audit))
 
     async def api_keys(self) -> dict[str, str]:
         return dict(await self._fetchall("SELECT key_hash, consumer FROM api_keys", ()))
 
-    async def set_subscription(self, consumer_id: str, contract: str, major: int, *, subscribed: bool) -> bool:
+    async def set_subscription(self, consumer_id: str, contract: str, major: int, *, subscribed: bool,
+                               audit: Audit = None) -> bool:
         def tx(db: sqlite3.Connection) -> bool:
             if subscribed:
                 cursor = db.execute("INSERT OR IGNORE INTO subscriptions (consumer, contract, major) VALUES (?, ?, ?)",
@@ -276,7 +429,7 @@ class SQLiteStore:
                                     (consumer_id, contract, major))
             return cursor.rowcount == 1
 
-        return await self._transaction(tx)
+        return await self._transaction(tx, (lambda changed: [audit] if changed else []) if audit else None)
 
     async def record_usage(self, rows: list[Usage]) -> None:
         def tx(db: sqlite3.Connection) -> None:
@@ -320,12 +473,18 @@ class SQLiteStore:
                 raise
         self._db = db
 
-    async def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _transaction(self, fn: Callable[[sqlite3.Connection], T],
+                           audit: Callable[[T], list[AuditEntry]] | None = None) -> T:
+        """Run fn in one transaction; the audit records it yields are chained in the same one."""
+        correlation = audit_log.correlation_id.get()
+
         def run() -> T:
             db = self._connection()
-            db.execute("BEGIN IMMEDIATE")
+            db.execute("BEGIN IMMEDIATE")  # one writer at a time: the chain cannot fork
             try:
                 result = fn(db)
+                for entry in audit(result) if audit else []:
+                    _append(db, entry, correlation)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
@@ -351,6 +510,73 @@ class SQLiteStore:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _when_created(entry: AuditEntry | None) -> Callable[[Any], list[AuditEntry]] | None:
+    # (row, created) results: record only what was really created
+    return (lambda result: [entry] if result[1] else []) if entry else None
+
+
+def _when_present(entry: AuditEntry | None) -> Callable[[Any], list[AuditEntry]] | None:
+    return (lambda result: [entry] if result is not None else []) if entry else None
+
+
+def _when_recorded(entry: AuditEntry | None) -> Callable[[Any], list[AuditEntry]] | None:
+    # a vote: the vote itself, and the decision when it closed the request
+    def entries(result: tuple[ChangeRequest | None, str]) -> list[AuditEntry]:
+        change, outcome = result
+        if outcome != "recorded" or change is None or entry is None:
+            return []
+        closing = [] if change.state == "open" else [AuditEntry(
+            actor=entry.actor, action=f"change.{change.state}", target=entry.target, before="open",
+            after=change.state)]
+        return [entry, *closing]
+
+    return entries if entry else None
+
+
+def _always(entry: AuditEntry | None) -> Callable[[Any], list[AuditEntry]] | None:
+    return (lambda _: [entry]) if entry else None
+
+
+def _audit_record(row: tuple[Any, ...]) -> AuditRecord:
+    seq, at, actor, action, target, before, after, reason, correlation, prev_hash, digest = row
+    return AuditRecord(seq=seq, at=datetime.fromisoformat(at), actor=actor, action=action, target=target,
+                       before=json.loads(before) if before else None, after=json.loads(after) if after else None,
+                       reason=reason, correlation_id=correlation, prev_hash=prev_hash, hash=digest)
+
+
+def _append(db: sqlite3.Connection, entry: AuditEntry, correlation: str) -> None:
+    head = db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone() or (0, audit_log.GENESIS)
+    seq, at = head[0] + 1, _now()
+    digest = audit_log.record_hash(seq, at, entry, correlation, head[1])
+    db.execute("INSERT INTO audit (seq, at, actor, action, target, before, after, reason, correlation_id, prev_hash,"
+               " hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               (seq, at, entry.actor, entry.action, entry.target, _json(entry.before), _json(entry.after),
+                entry.reason, correlation, head[1], digest))
+    db.execute("INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+               " seq = excluded.seq, hash = excluded.hash", (seq, digest))
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _change(db: sqlite3.Connection, change_id: str) -> ChangeRequest | None:
+    row = db.execute(f"SELECT {_CHANGE_COLUMNS} FROM change_requests WHERE id = ?", (change_id,)).fetchone()
+    if row is None:
+        return None
+    votes = [Vote(voter=v, decision=d, comment=c, at=datetime.fromisoformat(a)) for v, d, c, a in db.execute(
+        "SELECT voter, decision, comment, at FROM votes WHERE change_id = ? ORDER BY at, voter", (change_id,))]
+    (cid, contract, version, base, state, proposer, team, required, bump, findings, changes, lint, affected,
+     created, updated, row_version) = row
+    return ChangeRequest(
+        id=cid, contract=contract, version=version, base_version=base, state=state, proposer=proposer,
+        proposer_team=team, required_approvals=required, required_bump=bump, findings=json.loads(findings),
+        changes=json.loads(changes) if changes else None, lint=json.loads(lint) if lint else None,
+        affected_consumers=msgspec.json.decode(affected, type=list[AffectedConsumer]), votes=votes,
+        created_at=datetime.fromisoformat(created), updated_at=datetime.fromisoformat(updated),
+        row_version=row_version)
 
 
 def _consumer(db: sqlite3.Connection, consumer_id: str) -> Consumer:

@@ -48,7 +48,8 @@ class GatewayProcess:
         return response.json() if response.status_code == 200 else None
 
 
-def publish(client: httpx.Client, entry: dict[str, Any], upstream: str | None = None) -> None:
+def publish(client: httpx.Client, entry: dict[str, Any], upstream: str | None = None,
+            reviewers: list[httpx.Client] | None = None) -> None:
     """Register, upload and publish one catalog entry through the registry API (as an admin)."""
     contract = {"name": entry["name"], "kind": entry["kind"], "owner": entry["owner"],
                 "description": entry.get("description", "")}
@@ -60,6 +61,13 @@ def publish(client: httpx.Client, entry: dict[str, Any], upstream: str | None = 
                         content=yaml.safe_dump(entry["loaded"]), headers={"content-type": "application/yaml"})
     assert added.status_code in (200, 201), added.text
     version = added.json()["version"]["version"]
+    change = added.json().get("change_request")
+    if change and change["state"] == "open":  # review is on: the board approves it first
+        for reviewer in reviewers or []:
+            approved = reviewer.post(f"/registry/changes/{change['id']}/approve", json={"comment": "bootstrap"})
+            assert approved.status_code == 200, approved.text
+            if approved.json()["state"] == "approved":
+                break
     published = client.post(f"/registry/contracts/{entry['name']}/versions/{version}/publish")
     assert published.status_code == 200, published.text
 
@@ -71,6 +79,7 @@ def running_gateway(workdir: Path, sample_erp: str, catalog: list[dict], **overr
         "store": f"sqlite:///{workdir}/registry.db",
         "max_body_bytes": 64 * 1024,
         "usage_flush_seconds": 0.2,
+        "review_required": False,  # these fixtures publish the catalog directly; test_workflow reviews
         "tokens": {"signing_key_file": str(workdir / "signing-key.pem")},
         "upstreams": {
             "erp": {"url": sample_erp, "read_timeout": READ_TIMEOUT},
@@ -87,8 +96,11 @@ def running_gateway(workdir: Path, sample_erp: str, catalog: list[dict], **overr
         wait_http(f"http://127.0.0.1:{port}/readyz", process=process)
         running = GatewayProcess(f"http://127.0.0.1:{port}", sample_erp, key)
         running.process, running.config_path = process, workdir / "govgate.yaml"
+        running.reviewers = [httpx.Client(base_url=running.url, timeout=30, headers={
+            "Authorization": f"Bearer {running.registry_token(name, ['board'], team='governance')}"})
+            for name in ("board-1", "board-2")]
         for entry in catalog:
-            publish(running.admin, entry)
+            publish(running.admin, entry, reviewers=running.reviewers)
         assert running.admin.post("/registry/plans", json={"name": "test", "rate_per_second": 1000,
                                                            "burst": 1000}).status_code == 200
         created = running.admin.post("/registry/consumers", json={"id": CONSUMER, "plan": "test", "scopes": SCOPES})
@@ -102,6 +114,8 @@ def running_gateway(workdir: Path, sample_erp: str, catalog: list[dict], **overr
         yield running
         running.client.close()
         running.admin.close()
+        for reviewer in running.reviewers:
+            reviewer.close()
     finally:
         stop(process)
 

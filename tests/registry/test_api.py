@@ -31,7 +31,7 @@ def token(key: SigningKey, subject: str, *roles: str, audience: str = "govgate-r
 @pytest.fixture()
 def client(tmp_path: Path, key: SigningKey) -> Iterator[TestClient]:
     """The registry with an admin's token on every request."""
-    app = create_app(GatewayConfig(store=f"sqlite:///{tmp_path}/registry.db",
+    app = create_app(GatewayConfig(store=f"sqlite:///{tmp_path}/registry.db", review_required=False,
                                    tokens=TokensConfig(signing_key_file=str(tmp_path / "signing-key.pem"))))
     with TestClient(app) as test_client:
         test_client.headers["Authorization"] = f"Bearer {token(key, 'ada', 'admin', 'integrator')}"
