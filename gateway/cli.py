@@ -9,6 +9,7 @@ from pathlib import Path
 import msgspec
 
 from gateway import config as gateway_config
+from gateway import remote
 from registry.compat.events import MODES
 from registry.compat.formats import FORMATS
 
@@ -51,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
                        help="gateway scope (repeatable); makes a gateway token for a consumer")
     issue.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     issue.add_argument("--config", type=Path, help="YAML configuration file (for the signing key's location)")
+    remote.add_commands(commands)
     args = parser.parse_args(argv)
+    if args.command in ("login", "contract", "change", "audit"):
+        return remote.run(args)
     if args.command == "diff":
         return _diff(args)
     if args.command == "token":

@@ -1,0 +1,79 @@
+"""The workflow from a CI pipeline's and a board member's seat: the govgate CLI against a real server."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+from tests.e2e.conftest import GatewayProcess, running_gateway
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, sample_erp: str, catalog: list[dict]) -> Iterator[GatewayProcess]:
+    with running_gateway(tmp_path_factory.mktemp("cli"), sample_erp, catalog, review_required=True,
+                         min_sunset_days=1) as running:
+        yield running
+
+
+def govgate(server: GatewayProcess, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GOVGATE_URL": server.url, "GOVGATE_TOKEN": token, "XDG_CONFIG_HOME": "/nonexistent"}
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_propose_review_publish_deprecate_from_the_cli(server: GatewayProcess, catalog: list[dict],
+                                                       tmp_path: Path) -> None:
+    integrator = server.registry_token("ci-pipeline", ["integrator"], team="team-returns")
+    board = [server.registry_token(f"board-{i}", ["board"], team="governance") for i in (1, 2)]
+    document = copy.deepcopy(next(e for e in catalog if e["name"] == "returns.authorizations")["loaded"])
+    document["info"]["version"] = "2.0.0"
+    first_path = next(iter(document["paths"]))
+    del document["paths"][first_path]
+    proposal = tmp_path / "returns.yaml"
+    proposal.write_text(yaml.safe_dump(document))
+
+    proposed = govgate(server, integrator, "contract", "propose", str(proposal), "--contract",
+                       "returns.authorizations", "--format", "json")
+    assert proposed.returncode == 0, proposed.stderr
+    change = json.loads(proposed.stdout)["change_request"]
+    assert change["required_approvals"] == 2
+
+    text = govgate(server, board[0], "change", "show", change["id"])
+    assert text.returncode == 0 and "api-operation-removed-without-deprecation" in text.stdout
+    assert govgate(server, integrator, "change", "approve", change["id"]).returncode == 1  # not on the board
+    for token in board:
+        approved = govgate(server, token, "change", "approve", change["id"], "--comment", "fine")
+        assert approved.returncode == 0, approved.stderr
+    assert "(approved)" in approved.stdout
+
+    admin = server.registry_token("ops", ["admin"])
+    published = govgate(server, admin, "contract", "publish", "returns.authorizations", "2.0.0")
+    assert published.returncode == 0 and "published" in published.stdout
+    sunset = (dt.date.today() + dt.timedelta(days=40)).isoformat()
+    deprecated = govgate(server, admin, "contract", "deprecate", "returns.authorizations", "1.0.0",
+                         "--sunset", sunset, "--successor", "2.0.0")
+    assert deprecated.returncode == 0 and sunset in deprecated.stdout
+    verified = govgate(server, admin, "audit", "verify")
+    assert verified.returncode == 0 and "intact" in verified.stdout
+
+    document["info"]["version"] = "2.0.1"
+    document["paths"] = {}  # removes everything: a breaking change in a patch version
+    proposal.write_text(yaml.safe_dump(document))
+    refused = govgate(server, integrator, "contract", "propose", str(proposal), "--contract",
+                      "returns.authorizations")
+    assert refused.returncode == 1 and "major" in refused.stderr
+    unreachable = subprocess.run([sys.executable, "-m", "gateway.cli", "audit", "verify", "--url",
+                                  "http://127.0.0.1:9", "--token", admin], cwd=ROOT, capture_output=True, text=True)
+    assert unreachable.returncode == 2
