@@ -28,6 +28,7 @@ from gateway.upstream import Upstream
 from policies.correlation_id import CorrelationIdPolicy
 from registry.api import registry_router
 from registry.approvals import load_policy
+from registry.lint import lint, load_ruleset
 from registry.audit import correlation_id as audit_correlation
 from registry.errors import RegistryError
 from registry.model import Usage
@@ -48,7 +49,9 @@ def create_app(config: GatewayConfig) -> Litestar:
     correlation = CorrelationIdPolicy(config.correlation_id)
     upstreams = {name: Upstream(name, upstream) for name, upstream in config.upstreams.items()}
     store = open_store(config.store)
+    ruleset = load_ruleset(config.lint_ruleset)
     registry = Registry(store, min_sunset_days=config.min_sunset_days, review=config.review_required,
+                        linter=lambda document, kind: msgspec.to_builtins(lint(document, kind=kind, ruleset=ruleset)),
                         approvals=load_policy(Path(config.approval_policy) if config.approval_policy
                                               else Path(str(files("policies").joinpath("approval-policy.yaml")))))
     chain = ChainBuilder(config)

@@ -52,12 +52,19 @@ def main(argv: list[str] | None = None) -> int:
                        help="gateway scope (repeatable); makes a gateway token for a consumer")
     issue.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     issue.add_argument("--config", type=Path, help="YAML configuration file (for the signing key's location)")
+    lint_parser = commands.add_parser("lint", help="check a contract document against the governance ruleset",
+                                      description="Exit 0: no error findings; 1: errors; 2: input unreadable.")
+    lint_parser.add_argument("file", type=Path, help="an OpenAPI document or event JSON Schema (YAML or JSON)")
+    lint_parser.add_argument("--ruleset", type=Path, help="the organisation's ruleset (default: the bundled one)")
+    lint_parser.add_argument("--format", choices=["text", "json"], default="text")
     remote.add_commands(commands)
     args = parser.parse_args(argv)
     if args.command in ("login", "contract", "change", "audit"):
         return remote.run(args)
     if args.command == "diff":
         return _diff(args)
+    if args.command == "lint":
+        return _lint(args)
     if args.command == "token":
         return _issue_token(args)
     return _serve(args)
@@ -108,6 +115,27 @@ def _diff(args: argparse.Namespace) -> int:
     else:
         print(formatter(report, args.fail_on))
     return 1 if report.at_or_above(args.fail_on) else 0
+
+
+def _lint(args: argparse.Namespace) -> int:
+    from registry.documents import load_file
+    from registry.errors import InvalidDocument
+    from registry.lint import InvalidRuleset, detect_kind, lint, load_ruleset
+
+    try:
+        document = load_file(args.file)
+        ruleset = load_ruleset(args.ruleset)
+    except (InvalidDocument, InvalidRuleset, OSError) as exc:
+        print(f"govgate lint: {getattr(exc, 'detail', exc)}", file=sys.stderr)
+        return 2
+    report = lint(document, kind=detect_kind(document), ruleset=ruleset)
+    if args.format == "json":
+        print(msgspec.json.encode(report).decode())
+    else:
+        for finding in report.findings:
+            print(f"{finding.severity:<5} {finding.rule}  {finding.path or '/'}: {finding.message}")
+        print(f"{report.summary.error} error(s), {report.summary.warn} warning(s), {report.summary.info} info")
+    return 1 if report.blocking else 0
 
 
 def _schema_version(schema: dict) -> str | None:

@@ -70,6 +70,8 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     deprecation: DeprecationConfig = DeprecationConfig()
     review_required: bool = True
     """Adding a version proposes it: it reaches the gateway only after the board approves and an admin publishes."""
+    lint_ruleset: str | None = None
+    """The organisation's lint ruleset (YAML, may `extends: default`); the bundled default when unset."""
     approval_policy: str | None = None
     """YAML approval policy; the bundled policies/approval-policy.yaml when unset."""
     min_sunset_days: Annotated[int, msgspec.Meta(ge=0, le=3650)] = 30

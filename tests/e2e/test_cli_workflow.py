@@ -77,3 +77,32 @@ def test_propose_review_publish_deprecate_from_the_cli(server: GatewayProcess, c
     unreachable = subprocess.run([sys.executable, "-m", "gateway.cli", "audit", "verify", "--url",
                                   "http://127.0.0.1:9", "--token", admin], cwd=ROOT, capture_output=True, text=True)
     assert unreachable.returncode == 2
+
+
+def test_lint_errors_block_a_proposal_and_lint_runs_offline(server: GatewayProcess, catalog: list[dict],
+                                                            tmp_path: Path) -> None:
+    integrator = server.registry_token("ci-pipeline", ["integrator"], team="team-wms")
+    document = copy.deepcopy(next(e for e in catalog if e["name"] == "wms.inventory")["loaded"])
+    document["info"]["version"] = "1.1.0"
+    for item in document["paths"].values():
+        for operation in item.values():
+            if isinstance(operation, dict):
+                operation.pop("security", None)
+    document.pop("security", None)
+    path = tmp_path / "insecure.yaml"
+    path.write_text(yaml.safe_dump(document))
+    offline = subprocess.run([sys.executable, "-m", "gateway.cli", "lint", str(path), "--format", "json"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+    assert offline.returncode == 1
+    errors = {f["rule"] for f in json.loads(offline.stdout)["findings"] if f["severity"] == "error"}
+    assert errors == {"operation-security-defined"}
+    refused = govgate(server, integrator, "contract", "propose", str(path), "--contract", "wms.inventory")
+    assert refused.returncode == 1 and "lint errors" in refused.stderr and "operation-security-defined" in refused.stderr
+    clean = copy.deepcopy(next(e for e in catalog if e["name"] == "wms.inventory")["loaded"])
+    clean["info"]["version"] = "1.1.0"
+    path.write_text(yaml.safe_dump(clean))
+    proposed = govgate(server, integrator, "contract", "propose", str(path), "--contract", "wms.inventory",
+                       "--format", "json")
+    assert proposed.returncode == 0, proposed.stderr
+    lint = json.loads(proposed.stdout)["change_request"]["lint"]
+    assert lint["blocking"] is False and lint["summary"]["error"] == 0
