@@ -27,6 +27,7 @@ from gateway.routing import RoutingTable
 from gateway.upstream import Upstream
 from policies.correlation_id import CorrelationIdPolicy
 from registry.api import registry_router
+from registry import webhooks
 from registry.approvals import load_policy
 from registry.lint import lint, load_ruleset
 from registry.audit import correlation_id as audit_correlation
@@ -97,6 +98,7 @@ def create_app(config: GatewayConfig) -> Litestar:
         await store.open()
         await reload()
         app.state.tasks = [asyncio.create_task(chain.usage.run(write_usage, config.usage_flush_seconds))]
+        app.state.tasks.append(asyncio.create_task(webhooks.run(store, webhook_secret)))
         if chain.redis is not None:
             app.state.tasks.append(asyncio.create_task(follow_changes()))
         app.state.ready = True
@@ -111,12 +113,16 @@ def create_app(config: GatewayConfig) -> Litestar:
         await store.close()
 
     registry.on_change(changed)
+    key_bytes = chain.signing_key.private_key.private_bytes_raw()
+
+    def webhook_secret(webhook_id: str) -> str:
+        return webhooks.secret_for(key_bytes, webhook_id)
 
     app = Litestar(
         route_handlers=[healthz, readyz, metrics, registry_router, oauth.token, oauth.jwks],
         state=State({"registry": registry, "gateway": gateway, "ready": False, "correlation": correlation,
                      "config": config, "signing_key": chain.signing_key, "verifier": chain.verifier,
-                     "registry_verifier": chain.registry_verifier, "metrics": chain.metrics, "chain": chain}),
+                     "registry_verifier": chain.registry_verifier, "metrics": chain.metrics, "chain": chain, "webhook_secret": webhook_secret}),
         on_startup=[startup],
         on_shutdown=[shutdown],
         middleware=[correlation_middleware(correlation)],

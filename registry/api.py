@@ -16,6 +16,7 @@ from litestar.params import Parameter
 from registry import documents
 from registry.errors import InvalidRequest, RegistryError
 from registry.audit import AuditRecord, Verification
+from registry.webhooks import Delivery, NewWebhook, Webhook
 from registry.auth import ADMINS, AUDITORS, BOARD, INTEGRATORS, READERS, identity
 from registry.model import (
     ChangeRequest,
@@ -317,6 +318,38 @@ async def audit_verify(registry: Registry) -> Verification:
     return await registry.verify_audit()
 
 
+class WebhookCreated(msgspec.Struct, frozen=True, kw_only=True):
+    """A new webhook and its signing secret, shown this once."""
+
+    webhook: Webhook
+    secret: str
+
+
+class WebhookController(Controller):
+    """CloudEvents notifications of workflow events, HMAC-signed (admins only)."""
+
+    path = "/webhooks"
+    tags = ["webhooks"]
+    guards = [ADMINS]
+
+    @post("/", summary="Subscribe a URL to events; the signing secret is in the answer, once")
+    async def create(self, registry: Registry, request: Request[Any, Any, Any], data: NewWebhook) -> WebhookCreated:
+        webhook = await registry.create_webhook(data, actor=(await identity(request)).subject)
+        return WebhookCreated(webhook=webhook, secret=request.app.state.webhook_secret(webhook.id))
+
+    @get("/", summary="List webhooks")
+    async def list(self, registry: Registry) -> list[Webhook]:
+        return await registry.store.list_webhooks()
+
+    @get("/{webhook_id:str}/deliveries", summary="The delivery log of a webhook, newest first")
+    async def deliveries(self, registry: Registry, webhook_id: str) -> list[Delivery]:
+        return await registry.deliveries(webhook_id)
+
+    @delete("/{webhook_id:str}", summary="Delete a webhook", status_code=204)
+    async def remove(self, registry: Registry, request: Request[Any, Any, Any], webhook_id: str) -> None:
+        await registry.delete_webhook(webhook_id, actor=(await identity(request)).subject)
+
+
 class PlanController(Controller):
     """Rates, quotas and priority classes (admins only)."""
 
@@ -335,7 +368,8 @@ class PlanController(Controller):
 
 registry_router = Router(
     path="/registry",
-    route_handlers=[ContractController, ChangeController, ConsumerController, PlanController, list_published,
+    route_handlers=[ContractController, ChangeController, ConsumerController, PlanController, WebhookController,
+                    list_published,
                     audit_log, audit_verify],
     dependencies={"registry": Provide(provide_registry, sync_to_thread=False)},
 )

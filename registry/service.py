@@ -14,6 +14,7 @@ from registry import audit as audit_log
 from registry import documents, tokens
 from registry.approvals import ApprovalPolicy
 from registry.audit import AuditEntry, AuditRecord, Verification
+from registry.webhooks import Delivery, NewWebhook, Webhook
 from registry.compat.engine import diff_openapi
 from registry.compat.events import diff_event_schemas
 from registry.compat.model import Report
@@ -201,6 +202,27 @@ class Registry:
         if updated is None:
             raise Conflict(f"change request {change_id} is {change.state}; allowed from: open")
         return updated
+
+    async def create_webhook(self, new: NewWebhook, *, actor: str) -> Webhook:
+        """Subscribe a URL to workflow events."""
+        webhook = Webhook(id=uuid.uuid4().hex[:12], url=new.url, events=sorted(set(new.events)),
+                          created_at=datetime.now(UTC), created_by=actor)
+        await self.store.create_webhook(webhook, audit=AuditEntry(
+            actor=actor, action="webhook.created", target=f"webhook/{webhook.id}",
+            after={"url": webhook.url, "events": webhook.events}))
+        return webhook
+
+    async def delete_webhook(self, webhook_id: str, *, actor: str) -> None:
+        """Stop a subscription and drop its pending deliveries."""
+        if not await self.store.delete_webhook(webhook_id, audit=AuditEntry(
+                actor=actor, action="webhook.deleted", target=f"webhook/{webhook_id}")):
+            raise NotFound(f"no webhook {webhook_id!r}")
+
+    async def deliveries(self, webhook_id: str) -> list[Delivery]:
+        """A webhook's delivery log, newest first."""
+        if not any(w.id == webhook_id for w in await self.store.list_webhooks()):
+            raise NotFound(f"no webhook {webhook_id!r}")
+        return await self.store.list_deliveries(webhook_id)
 
     async def audit(self, **filters: Any) -> list[AuditRecord]:
         """Audit records, oldest first, filtered by target, actor or action."""

@@ -6,14 +6,16 @@ import asyncio
 import json
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import msgspec
 
 from registry import audit as audit_log
+from registry import webhooks
 from registry.audit import AuditEntry, AuditRecord
+from registry.webhooks import Delivery, Webhook
 from registry.model import (
     AffectedConsumer,
     ChangeRequest,
@@ -175,10 +177,39 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        7,
+        """
+        CREATE TABLE webhooks (
+            id TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            events TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL
+        );
+        CREATE TABLE deliveries (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            webhook TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+            event_id TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            next_attempt_at TEXT,
+            last_status INTEGER,
+            last_error TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            delivered_at TEXT
+        );
+        CREATE INDEX deliveries_due ON deliveries(state, next_attempt_at);
+        """,
+    ),
 ]
 
 _VERSION_COLUMNS = ("contract, version, major, sha256, state, created_at, created_by, published_at, base_version,"
                     " required_bump, deprecated_at, sunset, successor")
+_DELIVERY_COLUMNS = ("d.id, d.webhook, d.event_id, d.event_type, d.state, d.attempts, d.next_attempt_at,"
+                     " d.last_status, d.last_error, d.created_at, d.delivered_at")
 _CHANGE_COLUMNS = ("id, contract, version, base_version, state, proposer, proposer_team, required_approvals,"
                    " required_bump, findings, changes, lint, affected, created_at, updated_at, row_version")
 _CONTRACT_COLUMNS = "name, kind, owner, description, upstream, created_at, created_by, compatibility"
@@ -314,6 +345,50 @@ class SQLiteStore:
             " WHERE seq > ? AND (? IS NULL OR target = ?) AND (? IS NULL OR actor = ?) AND (? IS NULL OR action = ?)"
             " ORDER BY seq LIMIT ?", (after_seq, target, target, actor, actor, action, action, limit))
         return [_audit_record(r) for r in rows]
+
+    async def create_webhook(self, webhook: Webhook, *, audit: Audit = None) -> None:
+        await self._transaction(lambda db: db.execute(
+            "INSERT INTO webhooks (id, url, events, created_at, created_by) VALUES (?, ?, ?, ?, ?)",
+            (webhook.id, webhook.url, json.dumps(webhook.events), webhook.created_at.isoformat(), webhook.created_by)),
+            _always(audit))
+
+    async def list_webhooks(self) -> list[Webhook]:
+        rows = await self._fetchall("SELECT id, url, events, created_at, created_by FROM webhooks ORDER BY created_at",
+                                    ())
+        return [Webhook(id=r[0], url=r[1], events=json.loads(r[2]), created_at=datetime.fromisoformat(r[3]),
+                        created_by=r[4]) for r in rows]
+
+    async def delete_webhook(self, webhook_id: str, *, audit: Audit = None) -> bool:
+        def tx(db: sqlite3.Connection) -> bool:
+            db.execute("DELETE FROM deliveries WHERE webhook = ?", (webhook_id,))
+            return db.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,)).rowcount == 1
+
+        return await self._transaction(tx, (lambda deleted: [audit] if deleted else []) if audit else None)
+
+    async def due_deliveries(self, now: datetime, limit: int) -> list[tuple[Delivery, str, bytes]]:
+        def tx(db: sqlite3.Connection) -> list[tuple[Delivery, str, bytes]]:
+            rows = db.execute(
+                f"SELECT {_DELIVERY_COLUMNS}, w.url, d.payload FROM deliveries d JOIN webhooks w ON w.id = d.webhook"
+                " WHERE d.state = 'pending' AND d.next_attempt_at <= ? ORDER BY d.id LIMIT ?",
+                (_iso(now), limit)).fetchall()
+            lease = _iso(now + timedelta(seconds=60))  # another worker leaves claimed ones alone
+            db.executemany("UPDATE deliveries SET next_attempt_at = ? WHERE id = ?", [(lease, r[0]) for r in rows])
+            return [(_delivery(r[:11]), r[11], r[12].encode()) for r in rows]
+
+        return await self._transaction(tx)
+
+    async def mark_delivery(self, delivery_id: int, state: str, attempts: int, next_attempt_at: datetime | None,
+                            status: int | None, error: str) -> None:
+        await self._transaction(lambda db: db.execute(
+            "UPDATE deliveries SET state = ?, attempts = ?, next_attempt_at = ?, last_status = ?, last_error = ?,"
+            " delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END WHERE id = ?",
+            (state, attempts, _iso(next_attempt_at) if next_attempt_at else None, status, error, state, _now(),
+             delivery_id)))
+
+    async def list_deliveries(self, webhook_id: str, limit: int = 200) -> list[Delivery]:
+        rows = await self._fetchall(f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d WHERE d.webhook = ?"
+                                    " ORDER BY d.id DESC LIMIT ?", (webhook_id, limit))
+        return [_delivery(r) for r in rows]
 
     async def audit_head(self) -> tuple[int, str] | None:
         row = await self._fetchone("SELECT seq, hash FROM audit_head WHERE id = 1", ())
@@ -509,7 +584,12 @@ class SQLiteStore:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+    return _iso(datetime.now(UTC))
+
+
+def _iso(moment: datetime) -> str:
+    # one fixed width, so that stored times compare as text
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _when_created(entry: AuditEntry | None) -> Callable[[Any], list[AuditEntry]] | None:
@@ -539,6 +619,15 @@ def _always(entry: AuditEntry | None) -> Callable[[Any], list[AuditEntry]] | Non
     return (lambda _: [entry]) if entry else None
 
 
+def _delivery(row: tuple[Any, ...]) -> Delivery:
+    (delivery_id, webhook, event_id, event_type, state, attempts, next_at, status, error, created,
+     delivered) = row
+    return Delivery(id=delivery_id, webhook=webhook, event_id=event_id, event_type=event_type, state=state,
+                    attempts=attempts, next_attempt_at=datetime.fromisoformat(next_at) if next_at else None,
+                    last_status=status, last_error=error, created_at=datetime.fromisoformat(created),
+                    delivered_at=datetime.fromisoformat(delivered) if delivered else None)
+
+
 def _audit_record(row: tuple[Any, ...]) -> AuditRecord:
     seq, at, actor, action, target, before, after, reason, correlation, prev_hash, digest = row
     return AuditRecord(seq=seq, at=datetime.fromisoformat(at), actor=actor, action=action, target=target,
@@ -556,6 +645,15 @@ def _append(db: sqlite3.Connection, entry: AuditEntry, correlation: str) -> None
                 entry.reason, correlation, head[1], digest))
     db.execute("INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET"
                " seq = excluded.seq, hash = excluded.hash", (seq, digest))
+    if entry.action in webhooks.EVENT_TYPES:  # the outbox: deliveries commit with the change they announce
+        event = webhooks.cloud_event(seq, entry.action, entry.target, entry.actor, entry.after, entry.reason,
+                                     correlation, at)
+        payload = json.dumps(event, sort_keys=True, default=str)
+        for hook_id, events in db.execute("SELECT id, events FROM webhooks").fetchall():
+            if event["type"] in json.loads(events):
+                db.execute("INSERT INTO deliveries (webhook, event_id, event_type, payload, state, attempts,"
+                           " next_attempt_at, last_error, created_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, '', ?)",
+                           (hook_id, event["id"], event["type"], payload, at, at))
 
 
 def _json(value: Any) -> str:
