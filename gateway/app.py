@@ -173,8 +173,9 @@ def readyz(state: State) -> Response[dict[str, Any]]:
     """Readiness: contracts are loaded and routes compiled."""
     if not state.ready:
         return Response({"status": "loading"}, status_code=503)
-    routes = state.gateway.table.routes()
-    return Response({"status": "ready", "apis": len(state.gateway.table.apis), "operations": len(routes)})
+    table = state.gateway.table
+    return Response({"status": "ready", "apis": len(table.apis), "operations": len(table.routes()),
+                     "failed": table.failed})
 
 
 @get("/metrics", include_in_schema=False, sync_to_thread=False)

@@ -2,7 +2,7 @@
 
 Order, after the request's way in DESIGN.md: observability (first, so it finishes last and
 sees every outcome) → authenticate → authorize → rate limit → deprecation → request validation →
-idempotency →
+idempotency → response validation (its on_response runs before idempotency stores the answer) →
 circuit breaker → backend protection (last, so a slot is held only while the upstream works).
 Objects shared between routes (the token verifier, the consumer directory) are built once
 here and handed to every route's policies.
@@ -26,6 +26,7 @@ from policies.idempotency import IdempotencyPolicy
 from policies.observability import Metrics, ObservabilityPolicy, UsageRecorder
 from policies.rate_limit import MemoryLimiter, RateLimitPolicy, RedisLimiter
 from policies.request_validation import OperationValidator, RequestValidationPolicy
+from policies.response_validation import ResponseValidationPolicy, ResponseValidator
 from registry.model import Consumer, Contract, Plan, Version
 from registry.tokens import IssuerConfig, JwtVerifier, SigningKey
 
@@ -80,6 +81,9 @@ class ChainBuilder:
             RequestValidationPolicy(validation, validator),
             IdempotencyPolicy(config.idempotency, self.idempotency, contract=contract.name, major=version.major,
                               operation_id=operation.get("operationId", "")),
+            *([ResponseValidationPolicy(config.response_validation, ResponseValidator(
+                document, operation, check_formats=config.response_validation.check_formats))]
+              if config.response_validation.mode != "off" else []),
             *self._upstream_policies(contract.upstream),
         ]
 

@@ -16,6 +16,8 @@ from policies.idempotency import IdempotencyConfig
 from policies.observability import ObservabilityConfig
 from policies.rate_limit import RateLimitConfig
 from policies.request_validation import RequestValidationConfig
+from policies.response_validation import ResponseValidationConfig
+from policies.response_validation import ResponseValidationConfig
 from registry.tokens import IssuerConfig
 
 
@@ -67,6 +69,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     correlation_id: CorrelationIdConfig = CorrelationIdConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()
     request_validation: RequestValidationConfig = RequestValidationConfig()
+    response_validation: ResponseValidationConfig = ResponseValidationConfig()
     deprecation: DeprecationConfig = DeprecationConfig()
     review_required: bool = True
     """Adding a version proposes it: it reaches the gateway only after the board approves and an admin publishes."""

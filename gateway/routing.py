@@ -8,6 +8,7 @@ started with.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -17,6 +18,7 @@ from policies.context import Policy, overrides
 from policies.errors import GatewayProblem
 from registry.model import Contract, SemVer, Version
 
+log = logging.getLogger("govgate.routing")
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _PREFIX = re.compile(r"^/([a-z][a-z0-9]*(?:[.-][a-z0-9]+)*)/v(0|[1-9][0-9]{0,5})(/.*)?$")
 
@@ -91,6 +93,7 @@ class RoutingTable:
 
     def __init__(self, apis: dict[tuple[str, int], _Api] | None = None) -> None:
         self.apis = apis or {}
+        self.failed: dict[str, str] = {}  # name@version -> why it could not be compiled
 
     @classmethod
     def compile(cls, published: Sequence[tuple[Contract, Version, str]], build_chain: ChainFactory) -> RoutingTable:
@@ -102,8 +105,16 @@ class RoutingTable:
             key = (contract.name, version.major)
             if key not in newest or SemVer.parse(version.version) > SemVer.parse(newest[key][1].version):
                 newest[key] = (contract, version, document)
-        apis = {key: _compile_api(*entry, build_chain) for key, entry in newest.items()}
-        return cls(apis)
+        apis, failed = {}, {}
+        for key, entry in newest.items():
+            try:
+                apis[key] = _compile_api(*entry, build_chain)
+            except Exception as exc:  # one bad document must not take the others down
+                log.exception("cannot compile %s v%s; it is not served", *key)
+                failed[f"{key[0]}@{entry[1].version}"] = f"{type(exc).__name__}: {exc}"[:300]
+        table = cls(apis)
+        table.failed = failed
+        return table
 
     def match(self, path: str, method: str) -> tuple[Route, dict[str, str], str]:
         """(route, path parameters, operation path) for a request; 404 / 405 GatewayProblem otherwise."""
