@@ -57,6 +57,18 @@ def main(argv: list[str] | None = None) -> int:
     lint_parser.add_argument("file", type=Path, help="an OpenAPI document or event JSON Schema (YAML or JSON)")
     lint_parser.add_argument("--ruleset", type=Path, help="the organisation's ruleset (default: the bundled one)")
     lint_parser.add_argument("--format", choices=["text", "json"], default="text")
+    check = commands.add_parser(
+        "verify", help="run schemathesis against a provider for a contract version",
+        description="Exit 0: every operation passed; 1: a check failed; 2: the contract or provider unreachable.")
+    check.add_argument("target", help="CONTRACT@VERSION (fetched from the registry), or a name for --file")
+    check.add_argument("--base-url", required=True, help="the provider, e.g. http://erp.internal:8000")
+    check.add_argument("--file", type=Path, help="verify this local document instead of the registered one")
+    check.add_argument("--max-examples", type=int, default=20, help="generated requests per operation (default 20)")
+    check.add_argument("--header", action="append", default=[], help="extra header, e.g. 'Authorization: Bearer X'")
+    check.add_argument("--junit", type=Path, help="also write a JUnit XML report here")
+    check.add_argument("--format", choices=["text", "json"], default="text")
+    check.add_argument("--url", help="the govgate registry (default: $GOVGATE_URL)")
+    check.add_argument("--token", help="a registry token (default: $GOVGATE_TOKEN)")
     remote.add_commands(commands)
     args = parser.parse_args(argv)
     if args.command in ("login", "contract", "change", "audit"):
@@ -65,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         return _diff(args)
     if args.command == "lint":
         return _lint(args)
+    if args.command == "verify":
+        return _verify(args)
     if args.command == "token":
         return _issue_token(args)
     return _serve(args)
@@ -115,6 +129,36 @@ def _diff(args: argparse.Namespace) -> int:
     else:
         print(formatter(report, args.fail_on))
     return 1 if report.at_or_above(args.fail_on) else 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from gateway.verify import as_junit, as_text, verify
+    from registry.documents import load_file
+    from registry.errors import InvalidDocument
+
+    name, _, version = args.target.partition("@")
+    try:
+        if args.file is not None:
+            document = load_file(args.file)
+        else:
+            if not version:
+                print("govgate verify: say CONTRACT@VERSION, or give --file", file=sys.stderr)
+                return 2
+            url, token = remote.credentials(args)
+            document = remote.request("GET", f"{url}/registry/contracts/{name}/versions/{version}/document", token)
+    except (InvalidDocument, remote.ServerError, OSError) as exc:
+        print(f"govgate verify: {getattr(exc, 'detail', exc)}", file=sys.stderr)
+        return 2
+    headers = dict(h.split(":", 1) for h in args.header if ":" in h)
+    report = verify(document, args.base_url.rstrip("/"), contract=name,
+                    version=version or str(document.get("info", {}).get("version", "")),
+                    max_examples=args.max_examples, headers={k.strip(): v.strip() for k, v in headers.items()})
+    if args.junit:
+        args.junit.write_text(as_junit(report))
+    print(msgspec.json.encode(report).decode() if args.format == "json" else as_text(report))
+    if any(f.check == "error" for r in report.operations for f in r.failures):
+        return 2
+    return 0 if report.passed else 1
 
 
 def _lint(args: argparse.Namespace) -> int:

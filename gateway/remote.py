@@ -68,7 +68,7 @@ def add_commands(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run a remote command."""
     try:
-        url, token = _credentials(args)
+        url, token = credentials(args)
         if args.command == "login":
             return _login(url, token)
         handler = {"contract": _contract, "change": _change, "audit": _audit}[args.command]
@@ -93,7 +93,7 @@ def _contract(args: argparse.Namespace, url: str, token: str) -> int:
         body = args.file.read_bytes()
         media = "application/json" if body.lstrip().startswith(b"{") else "application/yaml"
         query = f"?version={args.version}" if args.version else ""
-        answer = _request("POST", f"{base}/versions{query}", token, body, media)
+        answer = request("POST", f"{base}/versions{query}", token, body, media)
         change = answer.get("change_request") or {}
         return _print(args, answer, [
             f"{args.contract}@{answer['version']['version']}: {answer['version']['state']}"
@@ -105,19 +105,19 @@ def _contract(args: argparse.Namespace, url: str, token: str) -> int:
                  for a in change["affected_consumers"])] if change else []),
         ])
     if args.contract_command == "publish":
-        answer = _request("POST", f"{base}/versions/{args.version}/publish", token, b"{}")
+        answer = request("POST", f"{base}/versions/{args.version}/publish", token, b"{}")
         return _print(args, answer, [f"{args.name}@{args.version}: {answer['state']}"])
     payload = {"sunset": args.sunset, **({"successor": args.successor} if args.successor else {})}
-    answer = _request("POST", f"{base}/versions/{args.version}/deprecate", token, json.dumps(payload).encode())
+    answer = request("POST", f"{base}/versions/{args.version}/deprecate", token, json.dumps(payload).encode())
     return _print(args, answer, [f"{args.name}@{args.version}: {answer['state']}, sunset {answer['sunset']}"])
 
 
 def _change(args: argparse.Namespace, url: str, token: str) -> int:
     target = f"{url}/registry/changes/{args.id}"
     if args.change_command == "show":
-        answer = _request("GET", target, token)
+        answer = request("GET", target, token)
     else:
-        answer = _request("POST", f"{target}/{args.change_command}", token,
+        answer = request("POST", f"{target}/{args.change_command}", token,
                           json.dumps({"comment": args.comment}).encode())
     votes = [f"  {v['decision']} by {v['voter']}: {v['comment']}" for v in answer["votes"]]
     changes = (answer.get("changes") or {}).get("changes") or []
@@ -130,7 +130,7 @@ def _change(args: argparse.Namespace, url: str, token: str) -> int:
 
 
 def _audit(args: argparse.Namespace, url: str, token: str) -> int:
-    answer = _request("GET", f"{url}/registry/audit/verify", token)
+    answer = request("GET", f"{url}/registry/audit/verify", token)
     _print(args, answer, [f"audit chain: {'intact' if answer['ok'] else 'BROKEN'} ({answer['records']} records)",
                           *(f"  {p}" for p in answer["problems"])])
     return 0 if answer["ok"] else 1
@@ -150,16 +150,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=["text", "json"], default="text", help="output format")
 
 
-def _credentials(args: argparse.Namespace) -> tuple[str, str]:
+def credentials(args: argparse.Namespace) -> tuple[str, str]:
     stored = json.loads(CREDENTIALS.read_text()) if CREDENTIALS.exists() else {}
-    url = args.url or os.environ.get("GOVGATE_URL") or stored.get("url") or "http://127.0.0.1:8080"
+    url = getattr(args, "url", None) or os.environ.get("GOVGATE_URL") or stored.get("url") or "http://127.0.0.1:8080"
     token = args.token or os.environ.get("GOVGATE_TOKEN") or stored.get("token") or ""
     if not token:
         raise ServerError(0, {"detail": "no token: pass --token, set GOVGATE_TOKEN or run `govgate login`"})
     return url.rstrip("/"), token
 
 
-def _request(method: str, url: str, token: str, body: bytes | None = None, media: str = "application/json") -> Any:
+def request(method: str, url: str, token: str, body: bytes | None = None, media: str = "application/json") -> Any:
     request = urllib.request.Request(url, data=body, method=method, headers={
         "Authorization": f"Bearer {token}", "Accept": "application/json", "Content-Type": media})
     try:
