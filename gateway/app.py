@@ -57,6 +57,7 @@ def create_app(config: GatewayConfig) -> Litestar:
                                               else Path(str(files("policies").joinpath("approval-policy.yaml")))))
     chain = ChainBuilder(config)
     gateway = Gateway(correlation, upstreams, config.max_body_bytes, unrouted=chain.metrics.count_unrouted)
+    gateway.body_timeout = config.body_timeout_seconds
 
     instance = uuid.uuid4().hex
 

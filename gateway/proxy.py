@@ -7,6 +7,7 @@ the chain, and one upstream call.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +22,7 @@ from policies.correlation_id import CorrelationIdPolicy
 from policies.errors import GatewayProblem
 
 log = logging.getLogger("govgate.gateway")
+BODY_TIMEOUT_SECONDS = 15.0
 
 
 class Gateway:
@@ -33,6 +35,7 @@ class Gateway:
         self.correlation_header = correlation.header.encode()
         self.upstreams = upstreams
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = BODY_TIMEOUT_SECONDS
         self.unrouted = unrouted or (lambda status: None)  # counts 404 / 405 that never reach a route
 
     def swap(self, table: RoutingTable) -> None:
@@ -134,6 +137,15 @@ class Gateway:
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             raise _too_large(self.max_body_bytes)
+        try:
+            async with asyncio.timeout(self.body_timeout):  # a body that stalls half-way must not hold a task
+                return await self._receive_body(receive)
+        except TimeoutError:
+            raise GatewayProblem(408, "body-timeout", "Request timeout",
+                                 f"the request body did not arrive within {self.body_timeout:g} s",
+                                 headers={"Connection": "close"}) from None
+
+    async def _receive_body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:

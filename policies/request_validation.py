@@ -208,9 +208,11 @@ def _cast(types: frozenset[str], text: str) -> Any:
 def _decode_json(body: bytes) -> Any:
     try:
         return msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise GatewayProblem(400, "malformed-json", "Malformed JSON body", f"the body is not valid JSON: {exc}",
-                             errors=[{"in": "body", "pointer": "", "message": str(exc)}]) from None
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        # msgspec raises UnicodeDecodeError for bytes that are not UTF-8 and RecursionError for deep nesting
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+        raise GatewayProblem(400, "malformed-json", "Malformed JSON body", f"the body is not valid JSON: {reason}",
+                             errors=[{"in": "body", "pointer": "", "message": reason}]) from None
 
 
 def _is_json(media_type: str) -> bool:

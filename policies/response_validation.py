@@ -118,8 +118,9 @@ class ResponseValidator:
                 try:
                     instance["body"] = msgspec.json.decode(body)
                     validator = media_type.validator
-                except msgspec.DecodeError as exc:
-                    errors.append({"in": "body", "pointer": "", "message": f"the body is not valid JSON: {exc}"})
+                except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+                    errors.append({"in": "body", "pointer": "",
+                                   "message": f"the body is not valid JSON: {str(exc)[:200]}"})
         errors.extend(_schema_errors(validator, instance))
         return errors
 

@@ -228,7 +228,7 @@ def decode(body: bytes, type_: type[T]) -> T:
         message, _, where = str(exc).partition(" - at `$")
         pointer = re.sub(r"\.|\[(\d+)\]", lambda m: "/" + (m.group(1) or ""), where.rstrip("`"))
         raise bad_request("Request body does not match the contract.", pointer, message) from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         raise bad_request("Request body is not valid JSON.", "", "Malformed JSON") from None
 
 

@@ -67,3 +67,11 @@ def test_body_problems() -> None:
     assert media.value.status == 415 and media.value.headers["Accept-Post"] == "application/json"
     # a charset parameter does not change the media type
     check({"sku": "SKU-1"}, "", {"content-type": "application/json; charset=utf-8"}, json.dumps(PRICE).encode())
+
+
+def test_bodies_that_are_not_json_at_all_are_400_not_500() -> None:
+    check = validator("put").check
+    for body in (b'{"amount": "\xff"}', b"[" * 10_000 + b"]" * 10_000):
+        with pytest.raises(GatewayProblem) as refused:
+            check({"sku": "SKU-1"}, "", JSON, body)
+        assert refused.value.status == 400 and refused.value.slug == "malformed-json"
