@@ -111,7 +111,8 @@ class Upstream:
             raise GatewayProblem(502, "upstream-unavailable", "Upstream unavailable",
                                  f"upstream {self.name!r} failed: {type(exc).__name__}") from None
         ctx.response_status = response.status
-        ctx.response_headers = [(k, v) for k, v in response.headers.items()
+        # plain str: aiohttp's names are multidict istr, which the idempotency store cannot encode
+        ctx.response_headers = [(str(k), v) for k, v in response.headers.items()
                                 if k.lower() not in HOP_BY_HOP and k.lower() != "content-length"]
         ctx.response_body = body
 
