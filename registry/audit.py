@@ -56,6 +56,11 @@ class Verification(msgspec.Struct, frozen=True, kw_only=True):
     problems: list[str]
 
 
+def timestamp(moment: datetime) -> str:
+    """The one text form of a record's time that its hash covers (always with microseconds)."""
+    return moment.isoformat(timespec="microseconds")
+
+
 def record_hash(seq: int, at: str, entry: AuditEntry, correlation: str, prev_hash: str) -> str:
     """The hash of a record's content and its predecessor's hash."""
     content = {"seq": seq, "at": at, "actor": entry.actor, "action": entry.action, "target": entry.target,
@@ -76,7 +81,7 @@ def verify(records: list[AuditRecord], head: tuple[int, str] | None) -> Verifica
             problems.append(f"record {record.seq} does not follow its predecessor's hash")
         entry = AuditEntry(actor=record.actor, action=record.action, target=record.target, before=record.before,
                            after=record.after, reason=record.reason)
-        if record_hash(record.seq, record.at.isoformat(), entry, record.correlation_id, record.prev_hash) != record.hash:
+        if record_hash(record.seq, timestamp(record.at), entry, record.correlation_id, record.prev_hash) != record.hash:
             problems.append(f"record {record.seq} was altered (its content does not match its hash)")
         previous, expected_seq = record.hash, record.seq + 1
     if head is not None and (head[0] != (records[-1].seq if records else 0) or head[1] != previous):

@@ -1,7 +1,8 @@
 """The registry store: one protocol, a table of backends keyed by URL scheme.
 
-`sqlite:///path/to/file.db` is the embedded default; PostgreSQL joins the table with
-the workflow issue. Every method is one transaction: a failure leaves nothing behind.
+`sqlite:///path/to/file.db` is the embedded default; `postgresql://user@host:5432/db`
+(or `postgres://…`) is the production store that several registry instances share.
+Every method is one transaction: a failure leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -88,9 +89,10 @@ class Store(Protocol):
 
 def open_store(url: str) -> Store:
     """The store for a URL, picked from BACKENDS by its scheme."""
+    from registry.postgres_store import PostgresStore
     from registry.sqlite_store import SQLiteStore
 
-    backends = {"sqlite": SQLiteStore}
+    backends = {"sqlite": SQLiteStore, "postgresql": PostgresStore, "postgres": PostgresStore}
     scheme = url.split(":", 1)[0]
     if scheme not in backends:
         raise ValueError(f"unknown store {url!r}: supported schemes are {sorted(backends)}")

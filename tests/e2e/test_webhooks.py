@@ -19,9 +19,9 @@ from tests.e2e.conftest import GatewayProcess, running_gateway
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    log = tmp_path_factory.mktemp("receiver") / "received.jsonl"
+@pytest.fixture()
+def receiver(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    log = tmp_path / "received.jsonl"
     port = free_port()
     process = spawn(["-m", "tests.e2e.webhook_receiver", str(port), str(log), "1"])  # the first POST fails
     try:
@@ -31,9 +31,14 @@ def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pa
         stop(process)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, sample_erp: str, catalog: list[dict]) -> Iterator[GatewayProcess]:
-    with running_gateway(tmp_path_factory.mktemp("webhooks"), sample_erp, catalog, review_required=True) as running:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, sample_erp: str,
+           catalog: list[dict]) -> Iterator[GatewayProcess]:
+    """Review on, over a SQLite file or a PostgreSQL database of its own (the outbox lives in the store)."""
+    workdir = tmp_path_factory.mktemp("webhooks")
+    store = (f"sqlite:///{workdir}/registry.db" if request.param == "sqlite"
+             else request.getfixturevalue("postgres_databases").create())
+    with running_gateway(workdir, sample_erp, catalog, store=store, review_required=True) as running:
         yield running
 
 

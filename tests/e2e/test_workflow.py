@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 
 import httpx
+import psycopg
 import pytest
 import yaml
 
@@ -17,12 +18,27 @@ from tests.e2e.conftest import GatewayProcess, running_gateway
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def governed(tmp_path_factory: pytest.TempPathFactory, sample_erp: str, catalog: list[dict]) -> Iterator[GatewayProcess]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def governed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, sample_erp: str,
+             catalog: list[dict]) -> Iterator[GatewayProcess]:
+    """The gateway process with review on, over a SQLite file or a PostgreSQL database of its own."""
     workdir = tmp_path_factory.mktemp("workflow")
-    with running_gateway(workdir, sample_erp, catalog, review_required=True, min_sunset_days=30) as running:
-        running.workdir = workdir
+    store = (f"sqlite:///{workdir}/registry.db" if request.param == "sqlite"
+             else request.getfixturevalue("postgres_databases").create())
+    with running_gateway(workdir, sample_erp, catalog, store=store, review_required=True,
+                         min_sunset_days=30) as running:
+        running.workdir, running.store = workdir, store
         yield running
+
+
+def tamper(gw: GatewayProcess, statement: str) -> None:
+    """Change the gateway's database behind its back, as someone with database access would."""
+    if gw.store.startswith("sqlite"):
+        with sqlite3.connect(gw.workdir / "registry.db") as db:
+            db.execute(statement)
+    else:
+        with psycopg.connect(gw.store, autocommit=True) as db:
+            db.execute(statement.encode())
 
 
 def client(gw: GatewayProcess, subject: str, roles: list[str], team: str) -> httpx.Client:
@@ -102,8 +118,7 @@ def test_a_breaking_change_from_proposal_to_deprecation(governed: GatewayProcess
     assert all(r["correlation_id"] for r in votes)
 
     # someone edits a record in the database: the chain no longer verifies
-    with sqlite3.connect(gw.workdir / "registry.db") as db:
-        db.execute("UPDATE audit SET actor = 'mallory' WHERE action = 'version.published'")
+    tamper(gw, "UPDATE audit SET actor = 'mallory' WHERE action = 'version.published'")
     broken = gw.admin.get("/registry/audit/verify").json()
     assert broken["ok"] is False and "altered" in " ".join(broken["problems"])
 

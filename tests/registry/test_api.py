@@ -1,4 +1,4 @@
-"""The /registry REST API over a real SQLite file, in process."""
+"""The /registry REST API over each real store (a SQLite file, a PostgreSQL database), in process."""
 
 from __future__ import annotations
 
@@ -28,10 +28,12 @@ def token(key: SigningKey, subject: str, *roles: str, audience: str = "govgate-r
     return key.issue(issuer="govgate", audience=audience, subject=subject, ttl_seconds=600, roles=list(roles), **claims)
 
 
-@pytest.fixture()
-def client(tmp_path: Path, key: SigningKey) -> Iterator[TestClient]:
-    """The registry with an admin's token on every request."""
-    app = create_app(GatewayConfig(store=f"sqlite:///{tmp_path}/registry.db", review_required=False,
+@pytest.fixture(params=["sqlite", "postgresql"])
+def client(request: pytest.FixtureRequest, tmp_path: Path, key: SigningKey) -> Iterator[TestClient]:
+    """The registry on each store backend (an empty one per test) with an admin's token on every request."""
+    store = (f"sqlite:///{tmp_path}/registry.db" if request.param == "sqlite"
+             else request.getfixturevalue("postgres_store_url"))
+    app = create_app(GatewayConfig(store=store, review_required=False,
                                    tokens=TokensConfig(signing_key_file=str(tmp_path / "signing-key.pem"))))
     with TestClient(app) as test_client:
         test_client.headers["Authorization"] = f"Bearer {token(key, 'ada', 'admin', 'integrator')}"
