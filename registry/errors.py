@@ -6,7 +6,8 @@
     ├── Forbidden         403  the caller's role or team may not do this
     ├── NotFound          404  no such contract or version
     ├── Conflict          409  exists with other content, or an illegal transition
-    └── PreconditionFailed 412 If-Match names an older row version
+    ├── PreconditionFailed 412 If-Match names an older row version
+    └── StoreUnavailable  503  the database cannot be reached; nothing was changed
 """
 
 from __future__ import annotations
@@ -52,3 +53,13 @@ class Forbidden(RegistryError):
 class PreconditionFailed(RegistryError):
     status = 412
     title = "Precondition failed"
+
+
+class StoreUnavailable(RegistryError):
+    status = 503
+    title = "Registry store unavailable"
+
+    def __init__(self, detail: str = "the registry's database cannot be reached; nothing was changed, "
+                                     "try again shortly") -> None:
+        super().__init__(detail)
+        self.headers = {"Retry-After": "5"}

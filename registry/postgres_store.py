@@ -24,12 +24,12 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg.errors import DeadlockDetected, SerializationFailure
 from psycopg.types.string import TextLoader
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from registry import audit as audit_log
 from registry import webhooks
 from registry.audit import AuditEntry, AuditRecord
-from registry.errors import InvalidRequest
+from registry.errors import InvalidRequest, StoreUnavailable
 from registry.webhooks import Delivery, Webhook
 from registry.model import (
     AffectedConsumer,
@@ -255,7 +255,7 @@ class PostgresStore:
     async def open(self) -> None:
         pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             self.url, min_size=POOL_MIN, max_size=POOL_MAX, open=False, kwargs={"autocommit": True},
-            configure=_configure, name="govgate-registry",
+            configure=_configure, name="govgate-registry", timeout=5.0,
             # a round trip per checkout (~0.1 ms) so that a server restart or failover costs no failed request
             check=AsyncConnectionPool.check_connection)
         await pool.open(wait=True, timeout=30)
@@ -616,6 +616,9 @@ class PostgresStore:
                 if "NUL" in str(exc):  # SQLite stores U+0000 in text, PostgreSQL refuses it
                     raise InvalidRequest("text fields cannot contain NUL (U+0000) characters") from None
                 raise
+            except (psycopg.OperationalError, PoolTimeout):
+                # the server is down or unreachable: the transaction did not commit, so nothing changed
+                raise StoreUnavailable() from None
         raise AssertionError("unreachable")
 
     async def _fetchone(self, query: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -148,3 +151,77 @@ def test_a_hanging_upstream_opens_the_breaker_which_then_recovers(
     assert 'govgate_circuit_breaker_state{upstream="erp"} 0.0' in gw.client.get("/metrics").text
     Reliability.record("faults", "an upstream that hangs past read_timeout", "504 upstream-timeout, three times; "
                        "then 503 circuit-open with Retry-After; after 1 s a probe closes the breaker: 200")
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of this test's own (initdb as the postgres user), to stop and start at will."""
+
+    BIN = Path("/usr/lib/postgresql")
+
+    def __init__(self, root: Path) -> None:
+        versions = sorted(self.BIN.glob("*/bin/initdb"))
+        if not versions or not shutil.which("runuser"):
+            pytest.skip("PostgreSQL server binaries or runuser are not installed: the store fault test needs its own "
+                        "cluster to stop and start")
+        self.bin = versions[-1].parent
+        self.data = root / "pgdata"
+        self.port = free_port()
+        root.chmod(0o755)  # the postgres user must reach its data directory
+        self.data.mkdir()
+        shutil.chown(self.data, "postgres", "postgres")
+        self._as_postgres(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres")
+
+    def _as_postgres(self, *command: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-l", str(self.data / "log"),
+                          "-o", f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1", "start")
+
+    def stop(self) -> None:
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+
+@pytest.fixture(scope="module")
+def postgres_server() -> Iterator[PrivatePostgres]:
+    if os.geteuid() != 0:
+        pytest.skip("the store fault test runs its own PostgreSQL cluster, which needs root to switch to postgres")
+    root = Path(tempfile.mkdtemp(prefix="govgate-pg-"))  # pytest's own tmp folders are closed to other users
+    server = PrivatePostgres(root)
+    server.start()
+    yield server
+    with contextlib.suppress(subprocess.CalledProcessError):
+        server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_postgres_down_the_gateway_serves_its_snapshot_and_the_registry_says_503(
+        tmp_path_factory: pytest.TempPathFactory, sample_erp: str, catalog: list[dict],
+        postgres_server: PrivatePostgres) -> None:
+    with running_gateway(tmp_path_factory.mktemp("pg-down"), sample_erp, catalog, store=postgres_server.url) as gw:
+        assert gw.client.get("/wms.inventory/v1/positions").status_code == 200
+        postgres_server.stop()
+        try:
+            served = [gw.client.get("/wms.inventory/v1/positions").status_code for _ in range(5)]
+            assert served == [200] * 5
+            read = gw.admin.get("/registry/contracts")
+            write = gw.admin.post("/registry/plans", json={"name": "during-outage"})
+            assert read.status_code == 503 and read.headers["content-type"] == "application/problem+json"
+            assert read.headers["retry-after"] == "5"
+            assert write.status_code == 503
+        finally:
+            postgres_server.start()
+        deadline = time.monotonic() + 15
+        while gw.admin.get("/registry/contracts").status_code != 200:
+            assert time.monotonic() < deadline, "the registry did not recover after PostgreSQL came back"
+            time.sleep(0.2)
+        assert "during-outage" not in [p["name"] for p in gw.admin.get("/registry/plans").json()]
+        assert gw.admin.get("/registry/audit/verify").json()["ok"] is True
+    Reliability.record("faults", "PostgreSQL stopped (immediate shutdown)", "governed calls: 200 from the in-memory "
+                       "snapshot; registry reads and writes: 503 + Retry-After")
+    Reliability.record("faults", "PostgreSQL started again", "the registry answers again without a gateway restart; "
+                       "the write refused during the outage is absent, the audit chain verifies")
