@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--token", help="a registry token (default: $GOVGATE_TOKEN)")
     remote.add_commands(commands)
     args = parser.parse_args(argv)
-    if args.command in ("login", "contract", "change", "audit"):
+    if args.command in ("login", "contract", "change", "audit", "consumer", "plan"):
         return remote.run(args)
     if args.command == "diff":
         return _diff(args)

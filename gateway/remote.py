@@ -58,10 +58,34 @@ def add_commands(commands: Any) -> None:
         if name != "show":
             command.add_argument("--comment", default="", help="why")
 
+    consumer = commands.add_parser("consumer", help="manage the channels that call governed APIs (admin)")
+    consumer_commands = consumer.add_subparsers(dest="consumer_command", required=True)
+    create = consumer_commands.add_parser("create", help="register a consumer; prints its client secret once")
+    create.add_argument("id")
+    create.add_argument("--plan", required=True)
+    create.add_argument("--scope", action="append", default=[], help="a scope its tokens may carry (repeatable)")
+    create.add_argument("--name", default="")
+    consumer_commands.add_parser("list", help="list consumers")
+    subscribe = consumer_commands.add_parser("subscribe", help="let a consumer call a contract major")
+    subscribe.add_argument("id")
+    subscribe.add_argument("contract_major", metavar="CONTRACT@MAJOR", help="e.g. erp.sales-orders@1")
+    api_key = consumer_commands.add_parser("api-key", help="issue an API key; prints it once")
+    api_key.add_argument("id")
+    plan = commands.add_parser("plan", help="manage plans: rate, burst, daily quota, priority class (admin)")
+    plan_commands = plan.add_subparsers(dest="plan_command", required=True)
+    plan_set = plan_commands.add_parser("set", help="create or replace a plan")
+    plan_set.add_argument("name")
+    plan_set.add_argument("--rate", type=float, required=True, help="requests per second")
+    plan_set.add_argument("--burst", type=int, required=True)
+    plan_set.add_argument("--quota-per-day", type=int)
+    plan_set.add_argument("--priority", default="normal", help="priority class, e.g. checkout, batch")
+    plan_commands.add_parser("list", help="list plans")
+
     audit = commands.add_parser("audit", help="the audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     audit_commands.add_parser("verify", help="check that no audit record was edited or deleted")
-    for parser in (propose, publish, deprecate, *change_commands.choices.values(), *audit_commands.choices.values()):
+    for parser in (propose, publish, deprecate, *change_commands.choices.values(), *audit_commands.choices.values(),
+                   *consumer_commands.choices.values(), *plan_commands.choices.values()):
         _common(parser)
 
 
@@ -71,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         url, token = credentials(args)
         if args.command == "login":
             return _login(url, token)
-        handler = {"contract": _contract, "change": _change, "audit": _audit}[args.command]
+        handler = {"contract": _contract, "change": _change, "audit": _audit, "consumer": _consumer,
+                   "plan": _plan}[args.command]
         return handler(args, url, token)
     except ServerError as exc:
         body = exc.body if isinstance(exc.body, dict) else {"detail": str(exc.body)}
@@ -127,6 +152,40 @@ def _change(args: argparse.Namespace, url: str, token: str) -> int:
         f"/{answer['required_approvals']} approvals",
         *votes, *(f"  {c['level']:<4} {c['id']}  {c['operation']} {c['location']}: {c['message']}" for c in changes[:50]),
     ])
+
+
+def _consumer(args: argparse.Namespace, url: str, token: str) -> int:
+    base = f"{url}/registry/consumers"
+    if args.consumer_command == "create":
+        body = {"id": args.id, "plan": args.plan, "scopes": args.scope, "name": args.name}
+        answer = request("POST", base, token, json.dumps(body).encode())
+        return _print(args, answer, [f"consumer {args.id} created on plan {args.plan}",
+                                     f"client secret (shown once): {answer['client_secret']}"])
+    if args.consumer_command == "list":
+        answer = request("GET", base, token)
+        return _print(args, answer, [f"{c['id']:<24} plan {c['plan']:<12} " + ", ".join(
+            f"{s['contract']}@{s['major']}" for s in c["subscriptions"]) for c in answer])
+    if args.consumer_command == "subscribe":
+        contract, _, major = args.contract_major.rpartition("@")
+        if not contract or not major.isdigit():
+            raise ServerError(400, {"detail": "say CONTRACT@MAJOR, e.g. erp.sales-orders@1"})
+        answer = request("POST", f"{base}/{args.id}/subscriptions", token,
+                         json.dumps({"contract": contract, "major": int(major)}).encode())
+        return _print(args, answer, [f"{args.id} may call " + ", ".join(
+            f"{s['contract']}@{s['major']}" for s in answer["subscriptions"])])
+    answer = request("POST", f"{base}/{args.id}/api-keys", token, b"{}")
+    return _print(args, answer, [f"API key for {args.id} (shown once): {answer['api_key']}"])
+
+
+def _plan(args: argparse.Namespace, url: str, token: str) -> int:
+    if args.plan_command == "list":
+        answer = request("GET", f"{url}/registry/plans", token)
+        return _print(args, answer, [f"{p['name']:<16} {p['rate_per_second']}/s burst {p['burst']} quota "
+                                     f"{p['quota_per_day'] or '-'} priority {p['priority']}" for p in answer])
+    body = {"name": args.name, "rate_per_second": args.rate, "burst": args.burst, "priority": args.priority,
+            "quota_per_day": args.quota_per_day}
+    answer = request("POST", f"{url}/registry/plans", token, json.dumps(body).encode())
+    return _print(args, answer, [f"plan {answer['name']} saved"])
 
 
 def _audit(args: argparse.Namespace, url: str, token: str) -> int:

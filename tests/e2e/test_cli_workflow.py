@@ -106,3 +106,21 @@ def test_lint_errors_block_a_proposal_and_lint_runs_offline(server: GatewayProce
     assert proposed.returncode == 0, proposed.stderr
     lint = json.loads(proposed.stdout)["change_request"]["lint"]
     assert lint["blocking"] is False and lint["summary"]["error"] == 0
+
+
+def test_consumers_and_plans_from_the_cli(server: GatewayProcess) -> None:
+    admin = server.registry_token("ops", ["admin"])
+    assert govgate(server, admin, "plan", "set", "pos", "--rate", "50", "--burst", "100", "--priority",
+                   "checkout").returncode == 0
+    assert "pos" in govgate(server, admin, "plan", "list").stdout
+    created = govgate(server, admin, "consumer", "create", "pos-17", "--plan", "pos", "--scope", "inventory:read")
+    assert created.returncode == 0 and "gg_secret_" in created.stdout
+    assert govgate(server, admin, "consumer", "subscribe", "pos-17", "wms.inventory@1").returncode == 0
+    key = govgate(server, admin, "consumer", "api-key", "pos-17").stdout.rsplit(" ", 1)[-1].strip()
+    import httpx
+
+    assert httpx.get(server.url + "/wms.inventory/v1/positions", headers={"X-API-Key": key}).status_code == 200
+    listed = govgate(server, admin, "consumer", "list")
+    assert "pos-17" in listed.stdout and "wms.inventory@1" in listed.stdout
+    integrator = server.registry_token("ian", ["integrator"])
+    assert govgate(server, integrator, "consumer", "list").returncode == 1  # admins only
