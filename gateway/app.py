@@ -21,6 +21,9 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from gateway import oauth
 from gateway.chain import ChainBuilder
 from gateway.config import GatewayConfig
+from gateway.events import PREFIX as EVENTS_PREFIX
+from gateway.events import EventsGateway
+from gateway.events_admin import events_admin_router
 from gateway.problems import PROBLEM_MEDIA_TYPE, problem_body
 from gateway.proxy import Gateway
 from gateway.routing import RoutingTable
@@ -57,13 +60,16 @@ def create_app(config: GatewayConfig) -> Litestar:
                                               else Path(str(files("policies").joinpath("approval-policy.yaml")))))
     chain = ChainBuilder(config)
     gateway = Gateway(correlation, upstreams, config.max_body_bytes, unrouted=chain.metrics.count_unrouted)
+    events = EventsGateway(config, chain, correlation)  # /events/: CloudEvents in, consumer groups out
     gateway.body_timeout = config.body_timeout_seconds
 
     instance = uuid.uuid4().hex
 
     async def reload() -> None:
         chain.load_directory(await store.list_consumers(), await store.list_plans(), await store.api_keys())
-        gateway.swap(RoutingTable.compile(await store.list_published(), chain))
+        published = await store.list_published()
+        gateway.swap(RoutingTable.compile(published, chain))
+        events.load(published)  # event contracts: validators and chains of /events/{contract}/v{major}
 
     async def changed() -> None:
         """A change made through this instance: reload here, then tell the others (when they share Redis)."""
@@ -120,10 +126,11 @@ def create_app(config: GatewayConfig) -> Litestar:
         return webhooks.secret_for(key_bytes, webhook_id)
 
     app = Litestar(
-        route_handlers=[healthz, readyz, metrics, registry_router, oauth.token, oauth.jwks],
+        route_handlers=[healthz, readyz, metrics, registry_router, oauth.token, oauth.jwks, events_admin_router],
         state=State({"registry": registry, "gateway": gateway, "ready": False, "correlation": correlation,
                      "config": config, "signing_key": chain.signing_key, "verifier": chain.verifier,
-                     "registry_verifier": chain.registry_verifier, "metrics": chain.metrics, "chain": chain, "webhook_secret": webhook_secret}),
+                     "registry_verifier": chain.registry_verifier, "metrics": chain.metrics, "chain": chain, "webhook_secret": webhook_secret,
+                     "events": events}),
         on_startup=[startup],
         on_shutdown=[shutdown],
         middleware=[correlation_middleware(correlation)],
@@ -135,11 +142,11 @@ def create_app(config: GatewayConfig) -> Litestar:
         request_max_body_size=None,  # the registry and the gateway enforce their own limits
         debug=False,
     )
-    app.asgi_handler = dispatch(app.asgi_handler, gateway)
+    app.asgi_handler = dispatch(app.asgi_handler, gateway, events)
     return app
 
 
-def dispatch(litestar_handler: ASGIApp, gateway: Gateway) -> ASGIApp:
+def dispatch(litestar_handler: ASGIApp, gateway: Gateway, events: ASGIApp | None = None) -> ASGIApp:
     """Governed calls go straight to the gateway; the registry and probes go through Litestar's router.
 
     A Litestar mount at "/" would shadow the registry's path-parameter routes, and the hot path
@@ -147,7 +154,9 @@ def dispatch(litestar_handler: ASGIApp, gateway: Gateway) -> ASGIApp:
     """
 
     async def handler(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope["path"].startswith(OWN_PATHS):
+        if scope["type"] == "http" and events is not None and scope["path"].startswith(EVENTS_PREFIX):
+            await events(scope, receive, send)  # CloudEvents ingestion and consumer groups (gateway/events.py)
+        elif scope["type"] == "http" and not scope["path"].startswith(OWN_PATHS):
             await gateway(scope, receive, send)
         else:
             await litestar_handler(scope, receive, send)

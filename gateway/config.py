@@ -12,6 +12,7 @@ from policies.authentication import AuthenticationConfig
 from policies.authorization import AuthorizationConfig
 from policies.correlation_id import CorrelationIdConfig
 from policies.deprecation import DeprecationConfig
+from policies.events_stream import EventsConfig
 from policies.idempotency import IdempotencyConfig
 from policies.observability import ObservabilityConfig
 from policies.rate_limit import RateLimitConfig
@@ -82,6 +83,8 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     min_sunset_days: Annotated[int, msgspec.Meta(ge=0, le=3650)] = 30
     """A deprecation's sunset must be at least this many days ahead."""
     idempotency: IdempotencyConfig = IdempotencyConfig()
+    events: EventsConfig = EventsConfig()
+    """CloudEvents ingestion and consumer groups at /events/ (needs state.backend: redis; docs/events.md)."""
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
 
 

@@ -134,37 +134,43 @@ class Gateway:
             log.exception("a policy failed to finish", extra={"correlation_id": ctx.correlation_id})
 
     async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
-        declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            raise _too_large(self.max_body_bytes)
-        try:
-            async with asyncio.timeout(self.body_timeout):  # a body that stalls half-way must not hold a task
-                return await self._receive_body(receive)
-        except TimeoutError:
-            raise GatewayProblem(408, "body-timeout", "Request timeout",
-                                 f"the request body did not arrive within {self.body_timeout:g} s",
-                                 headers={"Connection": "close"}) from None
-
-    async def _receive_body(self, receive: Receive) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise GatewayProblem(400, "client-disconnected", "Client disconnected",
-                                     "the client went away before sending the whole body")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise _too_large(self.max_body_bytes)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+        return await read_body(headers, receive, limit=self.max_body_bytes, timeout=self.body_timeout)
 
     async def close(self) -> None:
         """Close every upstream's connection pool."""
         for upstream in self.upstreams.values():
             await upstream.close()
+
+
+async def read_body(headers: dict[str, str], receive: Receive, *, limit: int, timeout: float) -> bytes:
+    """The whole request body: 413 past `limit` (declared or streamed), 408 when it stalls past `timeout`."""
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    try:
+        async with asyncio.timeout(timeout):  # a body that stalls half-way must not hold a task
+            return await _receive_body(receive, limit)
+    except TimeoutError:
+        raise GatewayProblem(408, "body-timeout", "Request timeout",
+                             f"the request body did not arrive within {timeout:g} s",
+                             headers={"Connection": "close"}) from None
+
+
+async def _receive_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise GatewayProblem(400, "client-disconnected", "Client disconnected",
+                                 "the client went away before sending the whole body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def _public_location(name: str, value: str, prefix: str) -> str:

@@ -28,7 +28,11 @@ def is_openapi_30(document: dict[str, Any]) -> bool:
 
 
 def convert(schema: Any, *, openapi_30: bool, direction: Direction) -> Any:
-    """A copy of `schema` in JSON Schema 2020-12 for validating one direction."""
+    """A copy of `schema` in JSON Schema 2020-12 for validating one direction.
+
+    OpenAPI 3.0.3: `nullable` widens `type` only (an `enum` must list null itself), and
+    readOnly / writeOnly properties must not appear in requests / responses respectively.
+    """
     if not isinstance(schema, dict):
         return schema
     out = {key: _convert_child(key, value, openapi_30, direction) for key, value in schema.items()}
@@ -39,6 +43,10 @@ def convert(schema: Any, *, openapi_30: bool, direction: Direction) -> Any:
                            if not (isinstance(out["properties"].get(n), dict) and out["properties"][n].get(hidden))]
     if openapi_30:
         _convert_30_keywords(out)
+        if isinstance(out.get("properties"), dict):
+            # 3.0: a readOnly property may not be sent in a request, a writeOnly one not in a response
+            out["properties"] = {name: False if isinstance(prop, dict) and prop.get(hidden) is True else prop
+                                 for name, prop in out["properties"].items()}
     if out.get("format") in _INTEGER_FORMATS:
         # int32 / int64 bound integers; JSON Schema formats only constrain strings
         out["allOf"] = [*out.get("allOf", []), _INTEGER_FORMATS[out["format"]]]
@@ -67,8 +75,6 @@ def _convert_30_keywords(out: dict[str, Any]) -> None:
         if "type" in out:
             types = out["type"] if isinstance(out["type"], list) else [out["type"]]
             out["type"] = [*types, "null"]
-        if "enum" in out and None not in out["enum"]:
-            out["enum"] = [*out["enum"], None]
         for combinator in ("oneOf", "anyOf"):
             if combinator in out:
                 out[combinator] = [*out[combinator], {"type": "null"}]

@@ -15,6 +15,7 @@ import msgspec
 
 from gateway.catalog import bundled_catalog, publish_catalog, read_catalog
 from gateway.config import GatewayConfig
+from gateway.demo import events_demo
 from gateway.upstream import UpstreamConfig
 from registry.model import NewConsumer, Plan, Subscription
 from registry.service import Registry
@@ -32,10 +33,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_sample_erp(port: int | None = None, *, timeout: float = 20.0) -> tuple[subprocess.Popen[bytes], str]:
+def start_sample_erp(port: int | None = None, *, timeout: float = 20.0,
+                     module: str = "gateway.demo.erp") -> tuple[subprocess.Popen[bytes], str]:
     """Start the sample ERP upstream as its own process; (process, base URL) once it answers."""
     port = port or free_port()
-    process = subprocess.Popen([sys.executable, "-m", "gateway.demo.erp", "--port", str(port)])
+    process = subprocess.Popen([sys.executable, "-m", module, "--port", str(port)])
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -56,10 +58,11 @@ def prepare(config: GatewayConfig) -> tuple[GatewayConfig, subprocess.Popen[byte
     # the demo starts from a clean registry each time, so it always serves the bundled contracts
     for leftover in (DEMO_DB, DEMO_DB.with_name("demo.db-wal"), DEMO_DB.with_name("demo.db-shm")):
         leftover.unlink(missing_ok=True)
-    process, erp_url = start_sample_erp()
+    process, erp_url = start_sample_erp(module=events_demo.ERP_MODULE)  # + the stock adjustments events apply
     upstreams = {"erp": UpstreamConfig(url=erp_url), **config.upstreams}
     store_url = f"sqlite:///{DEMO_DB}"
     config = msgspec.structs.replace(config, upstreams=upstreams, store=store_url)
+    config = events_demo.use_redis(config)  # events need Redis: used when one answers
 
     async def seed() -> list[str]:
         store = open_store(store_url)
@@ -68,6 +71,7 @@ def prepare(config: GatewayConfig) -> tuple[GatewayConfig, subprocess.Popen[byte
             registry = Registry(store)
             published = await publish_catalog(registry, bundled_catalog())
             await seed_consumers(registry)
+            await events_demo.seed(registry)  # the producer channel-wms and the consumer erp-stock-sync
             return published
         finally:
             await store.close()
@@ -78,7 +82,10 @@ def prepare(config: GatewayConfig) -> tuple[GatewayConfig, subprocess.Popen[byte
         process.kill()
         raise
     write_tokens(config, DEMO_DIR / "demo-tokens.json")
-    print(banner(config, erp_url, published), flush=True)
+    event_tokens = json.loads((DEMO_DIR / "demo-tokens.json").read_text())
+    events_demo.start_consumer(config, erp_url, event_tokens["erp-stock-sync"])  # exits with this process
+    print(banner(config, erp_url, published) + "\n".join(events_demo.banner(config, DEMO_DIR / "demo-tokens.json",
+                                                                         erp_url)), flush=True)
     return config, process
 
 
@@ -128,6 +135,7 @@ def write_tokens(config: GatewayConfig, path: Path) -> None:
     for consumer_id in DEMO_CONSUMERS:
         tokens[consumer_id] = key.issue(issuer=config.tokens.issuer, audience=config.tokens.gateway_audience,
                                         subject=consumer_id, ttl_seconds=week, scope=scopes, client_id=consumer_id)
+    tokens.update(events_demo.tokens(config, key, week))  # channel-wms (events:publish), erp-stock-sync
     path.write_text(json.dumps(tokens, indent=2) + "\n")
     path.chmod(0o600)
 

@@ -112,8 +112,9 @@ http {{
     return None
 
 
-def seed(workdir: Path) -> str:
-    """Publish the bundled contracts, a bench consumer with a high limit; its token."""
+def seed(workdir: Path, consumer: str = "bench", scope: str = "orders:write",
+         contract: str = "erp.sales-orders") -> str:
+    """Publish the bundled contracts, a consumer with a high limit subscribed to `contract`; its token."""
     import asyncio
 
     from gateway.catalog import bundled_catalog, publish_catalog
@@ -128,14 +129,14 @@ def seed(workdir: Path) -> str:
         registry = Registry(store)
         await publish_catalog(registry, bundled_catalog())
         await registry.put_plan(Plan(name="bench", rate_per_second=1_000_000, burst=1_000_000, priority="checkout"))
-        await registry.create_consumer(NewConsumer(id="bench", plan="bench", scopes=["orders:write"]), actor="bench")
-        await registry.subscribe("bench", Subscription(contract="erp.sales-orders", major=1))
+        await registry.create_consumer(NewConsumer(id=consumer, plan="bench", scopes=[scope]), actor="bench")
+        await registry.subscribe(consumer, Subscription(contract=contract, major=1))
         await store.close()
 
     asyncio.run(run())
     key = SigningKey.load_or_create(workdir / "signing-key.pem")
-    return key.issue(issuer="govgate", audience="govgate-gateway", subject="bench", ttl_seconds=24 * 3600,
-                     scope="orders:write", client_id="bench")
+    return key.issue(issuer="govgate", audience="govgate-gateway", subject=consumer, ttl_seconds=24 * 3600,
+                     scope=scope, client_id=consumer)
 
 
 def wrk_load(url: str, connections: int, seconds: float, token: str | None = None) -> Result:

@@ -34,7 +34,9 @@ def errors(method: str, body: Any = None, *, query: str = "", headers: dict[str,
 
 def test_openapi_30_dialect() -> None:
     assert errors("put", PRICE) == []  # readOnly `id` is required in responses only
-    assert errors("put", {**PRICE, "discount": None, "validTo": None, "tier": None}) == []  # nullable
+    assert errors("put", {**PRICE, "discount": None, "validTo": None}) == []  # nullable
+    assert errors("put", {**PRICE, "tier": None}) == [("body", "/tier")]  # nullable widens type, not enum
+    assert errors("put", {**PRICE, "id": "7d0c6a6e-4f1e-4c3a-9e59-6f1f3f0a9b1c"}) == [("body", "/id")]  # readOnly
     assert errors("put", {**PRICE, "amount": 0}) == [("body", "/amount")]  # exclusiveMinimum: true
     assert errors("put", {**PRICE, "amount": 100000}) == [("body", "/amount")]  # exclusiveMaximum: true
     assert errors("put", {**PRICE, "tier": "gold"}) == [("body", "/tier")]

@@ -175,7 +175,7 @@ def _tolerated(error: BaseException) -> bool:
     error in the same body still counts.
     """
     schema_errors = getattr(error.__cause__, "schema_errors", None)
-    return bool(schema_errors) and all(_whole_float(e) or _write_only(e) or _nullable_enum(e) for e in schema_errors)
+    return bool(schema_errors) and all(_whole_float(e) for e in schema_errors)
 
 
 def _whole_float(error: Any) -> bool:
@@ -188,27 +188,6 @@ def _whole_float(error: Any) -> bool:
     """
     return (error.validator == "type" and error.validator_value == "integer"
             and isinstance(error.instance, float) and error.instance.is_integer())
-
-
-def _nullable_enum(error: Any) -> bool:
-    """OpenAPI 3.0.3: `nullable: true` adds null to `type` only; an `enum` without null still refuses it.
-
-    A govgate bug, not openapi-core's: registry.schemas.convert also appends null to the enum
-    (`{type: string, enum: [a, b], nullable: true}` accepts null), in requests and responses
-    alike. test_response_validation.py pins it with a strict xfail; once convert is fixed that
-    test and this exclusion go (the gateway will then reject what this still discounts).
-    """
-    return error.validator == "enum" and error.instance is None and bool(error.schema.get("nullable"))
-
-
-def _write_only(error: Any) -> bool:
-    """OpenAPI 3.0: a writeOnly property SHOULD NOT be sent in a response.
-
-    openapi-core's 3.0 read validator rejects one ("Tried to read write-only property"); govgate
-    follows registry.schemas.convert, where writeOnly only lifts `required` in responses (as
-    readOnly does in requests), so such a response passes.
-    """
-    return error.validator == "writeOnly"
 
 
 class _OracleRequest:
