@@ -14,6 +14,7 @@ import yaml
 
 from registry.tokens import SigningKey
 from tests.conftest import free_port, spawn, stop, wait_http
+from tests.e2e.reliability import Reliability
 
 pytestmark = pytest.mark.e2e
 READ_TIMEOUT = 1.0
@@ -125,16 +126,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, sample_erp: str, catalog: 
     """govgate serve with the erp upstream, a dead `returns` upstream and a short read timeout."""
     with running_gateway(tmp_path_factory.mktemp("gateway"), sample_erp, catalog) as running:
         yield running
-
-
-class Reliability:
-    """Rows for docs/reliability.md: what was tried, what the caller saw, what was lost."""
-
-    rows: list[tuple[str, str, str, str]] = []
-
-    @classmethod
-    def record(cls, area: str, tried: str, seen: str, lost: str = "nothing") -> None:
-        cls.rows.append((area, tried, seen, lost))
 
 
 @pytest.fixture()

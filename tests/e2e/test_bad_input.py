@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from tests.conftest import free_port, spawn, wait_http
-from tests.e2e.conftest import CONSUMER, GatewayProcess, Reliability, running_gateway
+from tests.e2e.conftest import GatewayProcess, running_gateway
+from tests.e2e.reliability import Reliability
 
 pytestmark = pytest.mark.e2e
 DOCS = "/registry/contracts/erp.sales-orders/versions"

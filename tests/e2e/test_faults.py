@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from tests.conftest import free_port, spawn, stop
-from tests.e2e.conftest import GatewayProcess, Reliability, running_gateway
+from tests.e2e.conftest import GatewayProcess, running_gateway
+from tests.e2e.reliability import Reliability
 from tests.e2e.test_governed_call import ORDER
 
 pytestmark = pytest.mark.e2e
