@@ -169,6 +169,8 @@ def from_environment() -> Litestar:
     raw = os.environ.get(CONFIG_ENV)
     config = msgspec.json.decode(raw, type=GatewayConfig) if raw else GatewayConfig()
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # the server may have configured the root logger already (granian does, at INFO): ours follow our setting
+    logging.getLogger("govgate").setLevel(config.log_level.upper())
     return create_app(config)
 
 
