@@ -55,6 +55,7 @@ def create_app(config: GatewayConfig) -> Litestar:
     store = open_store(config.store)
     ruleset = load_ruleset(config.lint_ruleset)
     registry = Registry(store, min_sunset_days=config.min_sunset_days, review=config.review_required,
+                        publish_requires_verification=tuple(config.publish_requires_verification),
                         linter=lambda document, kind: msgspec.to_builtins(lint(document, kind=kind, ruleset=ruleset)),
                         approvals=load_policy(Path(config.approval_policy) if config.approval_policy
                                               else Path(str(files("policies").joinpath("approval-policy.yaml")))))

@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--header", action="append", default=[], help="extra header, e.g. 'Authorization: Bearer X'")
     check.add_argument("--junit", type=Path, help="also write a JUnit XML report here")
     check.add_argument("--format", choices=["text", "json"], default="text")
+    check.add_argument("--record", action="store_true",
+                       help="record the result in the registry against the version and --environment")
+    check.add_argument("--environment", default="default", help="the provider's environment, e.g. staging")
     check.add_argument("--url", help="the govgate registry (default: $GOVGATE_URL)")
     check.add_argument("--token", help="a registry token (default: $GOVGATE_TOKEN)")
     remote.add_commands(commands)
@@ -156,6 +159,20 @@ def _verify(args: argparse.Namespace) -> int:
     if args.junit:
         args.junit.write_text(as_junit(report))
     print(msgspec.json.encode(report).decode() if args.format == "json" else as_text(report))
+    if args.record:
+        failed = [r.operation for r in report.operations if not r.passed]
+        summary = f"{len(report.operations) - len(failed)} passed, {len(failed)} failed" + (
+            f": {', '.join(failed)}" if failed else "")
+        try:
+            url, token = remote.credentials(args)
+            remote.request("POST", f"{url}/registry/contracts/{name}/versions/{report.version}/verifications", token,
+                           msgspec.json.encode({"environment": args.environment, "passed": report.passed,
+                                                "base_url": report.base_url, "summary": summary,
+                                                "report": report}))
+        except (remote.ServerError, OSError) as exc:
+            print(f"govgate verify: could not record the result: {getattr(exc, 'body', exc)}", file=sys.stderr)
+            return 2
+        print(f"recorded against {name}@{report.version} in {args.environment}")
     if any(f.check == "error" for r in report.operations for f in r.failures):
         return 2
     return 0 if report.passed else 1

@@ -78,6 +78,8 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     """Adding a version proposes it: it reaches the gateway only after the board approves and an admin publishes."""
     lint_ruleset: str | None = None
     """The organisation's lint ruleset (YAML, may `extends: default`); the bundled default when unset."""
+    publish_requires_verification: list[str] = []
+    """Environments a version needs a passing `govgate verify --record` against before it is published."""
     approval_policy: str | None = None
     """YAML approval policy; the bundled policies/approval-policy.yaml when unset."""
     min_sunset_days: Annotated[int, msgspec.Meta(ge=0, le=3650)] = 30

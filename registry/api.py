@@ -16,7 +16,8 @@ from litestar.params import Parameter
 
 from registry import documents
 from registry.errors import InvalidRequest, RegistryError
-from registry.audit import AuditRecord, Verification
+from registry.audit import AuditRecord
+from registry.audit import Verification as ChainVerification
 from registry.webhooks import Delivery, NewWebhook, Webhook
 from registry.auth import ADMINS, AUDITORS, BOARD, INTEGRATORS, READERS, identity
 from registry.model import (
@@ -26,10 +27,12 @@ from registry.model import (
     Deprecation,
     NewConsumer,
     NewContract,
+    NewVerification,
     Plan,
     Retirement,
     Subscription,
     Usage,
+    Verification,
     Version,
     VoteRequest,
 )
@@ -101,6 +104,14 @@ class VersionAdded(msgspec.Struct, frozen=True, kw_only=True):
     version: Version
     created: bool
     change_request: ChangeRequest | None = None
+
+
+class CanIPublish(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to can-i-publish (after Pact Broker's can-i-deploy)."""
+
+    ok: bool
+    required: list[str]
+    missing: list[str]
 
 
 class ContractDetail(msgspec.Struct, frozen=True, kw_only=True):
@@ -221,6 +232,25 @@ class ContractController(Controller):
                      version: VersionPath, data: Retirement) -> Version:
         caller = await identity(request)
         return await registry.retire(name, version, data, actor=caller.subject, admin="admin" in caller.roles)
+
+    @post("/{name:str}/versions/{version:str}/verifications", summary="Record a provider verification (CI)",
+          guards=[INTEGRATORS], responses=PROBLEMS)
+    async def verify(self, registry: Registry, request: Request[Any, Any, Any], name: ContractPath,
+                     version: VersionPath, data: NewVerification) -> Verification:
+        return await registry.record_verification(name, version, data, actor=(await identity(request)).subject)
+
+    @get("/{name:str}/versions/{version:str}/verifications", summary="A version's verifications, newest first",
+         responses=PROBLEMS)
+    async def verifications(self, registry: Registry, name: ContractPath, version: VersionPath) -> list[Verification]:
+        await registry.version(name, version)
+        return await registry.store.list_verifications(name, version)
+
+    @get("/{name:str}/versions/{version:str}/can-i-publish",
+         summary="Whether the publish policy's verifications are all passing", responses=PROBLEMS)
+    async def can_i_publish(self, registry: Registry, name: ContractPath, version: VersionPath) -> CanIPublish:
+        await registry.version(name, version)
+        missing = await registry.can_i_publish(name, version)
+        return CanIPublish(ok=not missing, required=list(registry.publish_requires_verification), missing=missing)
 
     @get("/{name:str}/usage", summary="Who called which operation of this contract (from gateway traffic)", responses=PROBLEMS)
     async def usage(self, registry: Registry, name: ContractPath) -> list[Usage]:
@@ -355,7 +385,7 @@ async def audit_log(registry: Registry,
 
 
 @get("/audit/verify", summary="Check the audit log's hash chain", tags=["audit"], guards=[AUDITORS], responses=PROBLEMS)
-async def audit_verify(registry: Registry) -> Verification:
+async def audit_verify(registry: Registry) -> ChainVerification:
     """Whether any record was edited or deleted."""
     return await registry.verify_audit()
 

@@ -244,3 +244,27 @@ class NewChange(msgspec.Struct, frozen=True, kw_only=True):
     changes: Any
     lint: Any
     affected_consumers: list[AffectedConsumer]
+
+
+class NewVerification(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The outcome of `govgate verify` against one environment, as a pipeline reports it."""
+
+    environment: Identifier
+    passed: bool
+    base_url: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+    summary: Annotated[str, msgspec.Meta(max_length=4000)] = ""
+    report: Any = None
+    """The verification report (`govgate verify --format json`)."""
+
+
+class Verification(msgspec.Struct, frozen=True, kw_only=True):
+    """A recorded verification of a contract version against a provider environment."""
+
+    contract: str
+    version: str
+    environment: str
+    passed: bool
+    base_url: str
+    summary: str
+    recorded_at: datetime
+    recorded_by: str

@@ -32,6 +32,8 @@ from registry.audit import AuditEntry, AuditRecord
 from registry.errors import InvalidRequest, StoreUnavailable
 from registry.webhooks import Delivery, Webhook
 from registry.model import (
+    NewVerification,
+    Verification,
     AffectedConsumer,
     ChangeRequest,
     Consumer,
@@ -231,6 +233,25 @@ MIGRATIONS: list[tuple[int, str]] = [
             delivered_at TIMESTAMPTZ
         );
         CREATE INDEX deliveries_due ON deliveries(state, next_attempt_at);
+        """,
+    ),
+    (
+        8,
+        """
+        CREATE TABLE verifications (
+            id BIGSERIAL PRIMARY KEY,
+            contract TEXT NOT NULL,
+            version TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            passed BOOLEAN NOT NULL,
+            base_url TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            report json,
+            recorded_at TIMESTAMPTZ NOT NULL,
+            recorded_by TEXT NOT NULL,
+            FOREIGN KEY (contract, version) REFERENCES versions(contract, version)
+        );
+        CREATE INDEX verifications_version ON verifications(contract, version, environment);
         """,
     ),
 ]
@@ -533,6 +554,27 @@ class PostgresStore:
             " WHERE contract = %s ORDER BY major, operation, consumer", (contract,))
         return [Usage(consumer=r[0], contract=r[1], major=r[2], operation=r[3], count=r[4], errors=r[5],
                       first_seen=_utc(r[6]), last_seen=_utc(r[7])) for r in rows]
+
+    async def record_verification(self, contract: str, version: str, new: NewVerification, *, actor: str,
+                                  audit: Audit = None) -> Verification:
+        at = _now()
+
+        async def tx(db: Connection) -> Verification:
+            await db.execute("INSERT INTO verifications (contract, version, environment, passed, base_url, summary,"
+                             " report, recorded_at, recorded_by) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                             (contract, version, new.environment, new.passed, new.base_url, new.summary,
+                              _json(new.report) if new.report is not None else None, at, actor))
+            return Verification(contract=contract, version=version, environment=new.environment, passed=new.passed,
+                                base_url=new.base_url, summary=new.summary, recorded_at=at, recorded_by=actor)
+
+        return await self._transaction(tx, _always(audit))
+
+    async def list_verifications(self, contract: str, version: str) -> list[Verification]:
+        rows = await self._fetchall(
+            "SELECT contract, version, environment, passed, base_url, summary, recorded_at, recorded_by"
+            " FROM verifications WHERE contract = %s AND version = %s ORDER BY id DESC", (contract, version))
+        return [Verification(contract=r[0], version=r[1], environment=r[2], passed=r[3], base_url=r[4],
+                             summary=r[5], recorded_at=_utc(r[6]), recorded_by=r[7]) for r in rows]
 
     async def create_webhook(self, webhook: Webhook, *, audit: Audit = None) -> None:
         async def tx(db: Connection) -> None:

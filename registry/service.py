@@ -13,7 +13,8 @@ import msgspec
 from registry import audit as audit_log
 from registry import documents, tokens
 from registry.approvals import ApprovalPolicy
-from registry.audit import AuditEntry, AuditRecord, Verification
+from registry.audit import AuditEntry, AuditRecord
+from registry.audit import Verification as ChainVerification
 from registry.webhooks import Delivery, NewWebhook, Webhook
 from registry.compat.engine import diff_openapi
 from registry.compat.events import diff_event_schemas
@@ -28,11 +29,13 @@ from registry.model import (
     NewChange,
     NewConsumer,
     NewContract,
+    NewVerification,
     NewVersion,
     Plan,
     Retirement,
     SemVer,
     Subscription,
+    Verification,
     Version,
     Vote,
 )
@@ -49,8 +52,10 @@ class Registry:
     """Contracts and versions with their rules: immutable versions, guarded publishing."""
 
     def __init__(self, store: Store, *, min_sunset_days: int = 30, review: bool = True,
-                 approvals: ApprovalPolicy | None = None, linter: Linter | None = None) -> None:
+                 approvals: ApprovalPolicy | None = None, linter: Linter | None = None,
+                 publish_requires_verification: tuple[str, ...] = ()) -> None:
         self.store = store
+        self.publish_requires_verification = publish_requires_verification
         self.min_sunset_days = min_sunset_days
         self.review = review
         self.approvals = approvals or ApprovalPolicy()
@@ -228,7 +233,7 @@ class Registry:
         """Audit records, oldest first, filtered by target, actor or action."""
         return await self.store.list_audit(**filters)
 
-    async def verify_audit(self) -> Verification:
+    async def verify_audit(self) -> ChainVerification:
         """Walk the whole chain."""
         records: list[AuditRecord] = []
         after = 0
@@ -297,6 +302,10 @@ class Registry:
         if current.state not in allowed:
             hint = " (the change request needs its approvals first)" if current.state == "in_review" else ""
             raise Conflict(f"{name}@{version} is {current.state}{hint}; publishing is allowed from: {allowed}")
+        missing = await self.can_i_publish(name, version)
+        if missing:
+            raise Conflict(f"{name}@{version} needs a passing verification against {', '.join(missing)} "
+                           "before it is published (govgate verify --record)")
         updated = await self.store.set_state(name, version, "published", expected=current.state, audit=AuditEntry(
             actor=actor, action="version.published", target=f"{name}@{version}", before=current.state,
             after="published"))
@@ -344,6 +353,20 @@ class Registry:
             raise Conflict(f"{name}@{version} changed state meanwhile; read it again")
         await self._changed()
         return updated
+
+    async def record_verification(self, name: str, version: str, new: NewVerification, *, actor: str) -> Verification:
+        """Store what `govgate verify` found for a version against an environment."""
+        await self.version(name, version)
+        return await self.store.record_verification(name, version, new, actor=actor, audit=AuditEntry(
+            actor=actor, action="version.verified", target=f"{name}@{version}",
+            after={"environment": new.environment, "passed": new.passed, "base_url": new.base_url}))
+
+    async def can_i_publish(self, name: str, version: str) -> list[str]:
+        """The environments the publish policy requires whose latest verification did not pass (empty: go)."""
+        latest: dict[str, bool] = {}
+        for verification in await self.store.list_verifications(name, version):  # newest first
+            latest.setdefault(verification.environment, verification.passed)
+        return [env for env in self.publish_requires_verification if not latest.get(env, False)]
 
     async def put_plan(self, plan: Plan, *, actor: str = "system") -> Plan:
         """Create or replace a plan."""

@@ -27,7 +27,9 @@ from registry.model import (
     NewVersion,
     Plan,
     Subscription,
+    NewVerification,
     Usage,
+    Verification,
     Version,
     Vote,
 )
@@ -202,6 +204,25 @@ MIGRATIONS: list[tuple[int, str]] = [
             delivered_at TEXT
         );
         CREATE INDEX deliveries_due ON deliveries(state, next_attempt_at);
+        """,
+    ),
+    (
+        8,
+        """
+        CREATE TABLE verifications (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            contract TEXT NOT NULL,
+            version TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            passed INTEGER NOT NULL,
+            base_url TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            report TEXT,
+            recorded_at TEXT NOT NULL,
+            recorded_by TEXT NOT NULL,
+            FOREIGN KEY (contract, version) REFERENCES versions(contract, version)
+        );
+        CREATE INDEX verifications_version ON verifications(contract, version, environment);
         """,
     ),
 ]
@@ -389,6 +410,28 @@ class SQLiteStore:
         rows = await self._fetchall(f"SELECT {_DELIVERY_COLUMNS} FROM deliveries d WHERE d.webhook = ?"
                                     " ORDER BY d.id DESC LIMIT ?", (webhook_id, limit))
         return [_delivery(r) for r in rows]
+
+    async def record_verification(self, contract: str, version: str, new: NewVerification, *, actor: str,
+                                  audit: Audit = None) -> Verification:
+        at = _now()
+
+        def tx(db: sqlite3.Connection) -> Verification:
+            db.execute("INSERT INTO verifications (contract, version, environment, passed, base_url, summary, report,"
+                       " recorded_at, recorded_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (contract, version, new.environment, int(new.passed), new.base_url, new.summary,
+                        _json(new.report) if new.report is not None else None, at, actor))
+            return Verification(contract=contract, version=version, environment=new.environment, passed=new.passed,
+                                base_url=new.base_url, summary=new.summary, recorded_at=datetime.fromisoformat(at),
+                                recorded_by=actor)
+
+        return await self._transaction(tx, _always(audit))
+
+    async def list_verifications(self, contract: str, version: str) -> list[Verification]:
+        rows = await self._fetchall(
+            "SELECT contract, version, environment, passed, base_url, summary, recorded_at, recorded_by"
+            " FROM verifications WHERE contract = ? AND version = ? ORDER BY id DESC", (contract, version))
+        return [Verification(contract=r[0], version=r[1], environment=r[2], passed=bool(r[3]), base_url=r[4],
+                             summary=r[5], recorded_at=datetime.fromisoformat(r[6]), recorded_by=r[7]) for r in rows]
 
     async def audit_head(self) -> tuple[int, str] | None:
         row = await self._fetchone("SELECT seq, hash FROM audit_head WHERE id = 1", ())

@@ -10,7 +10,19 @@ from __future__ import annotations
 from datetime import date
 from typing import Protocol
 
-from registry.model import Consumer, Contract, NewConsumer, NewContract, NewVersion, Plan, Usage, Version
+from registry.audit import AuditEntry
+from registry.model import (
+    Consumer,
+    Contract,
+    NewConsumer,
+    NewContract,
+    NewVerification,
+    NewVersion,
+    Plan,
+    Usage,
+    Verification,
+    Version,
+)
 
 
 class Store(Protocol):
@@ -76,6 +88,13 @@ class Store(Protocol):
 
     async def api_keys(self) -> dict[str, str]:
         """API key hash → consumer id."""
+
+    async def record_verification(self, contract: str, version: str, new: NewVerification, *, actor: str,
+                                  audit: AuditEntry | None = None) -> Verification:
+        """Store the outcome of a provider verification."""
+
+    async def list_verifications(self, contract: str, version: str) -> list[Verification]:
+        """A version's verifications, newest first."""
 
     async def record_usage(self, rows: list[Usage]) -> None:
         """Add calls to the usage records (counts add up, first/last seen widen)."""

@@ -124,3 +124,43 @@ def test_consumers_and_plans_from_the_cli(server: GatewayProcess) -> None:
     assert "pos-17" in listed.stdout and "wms.inventory@1" in listed.stdout
     integrator = server.registry_token("ian", ["integrator"])
     assert govgate(server, integrator, "consumer", "list").returncode == 1  # admins only
+
+
+@pytest.fixture(scope="module")
+def guarded_server(tmp_path_factory: pytest.TempPathFactory, sample_erp: str,
+                   catalog: list[dict]) -> Iterator[GatewayProcess]:
+    with running_gateway(tmp_path_factory.mktemp("can-i-publish"), sample_erp, catalog, review_required=True,
+                         publish_requires_verification=["staging"]) as running:
+        yield running
+
+
+def test_can_i_publish_needs_a_passing_verification(guarded_server: GatewayProcess, catalog: list[dict],
+                                                    sample_erp: str, tmp_path: Path) -> None:
+    server = guarded_server
+    integrator = server.registry_token("ci-wms", ["integrator"], team="team-wms")
+    admin = server.registry_token("ops", ["admin"])
+    document = copy.deepcopy(next(e for e in catalog if e["name"] == "wms.inventory")["loaded"])
+    document["info"]["version"] = "1.1.0"
+    document["info"]["description"] = "Stock positions and reservations (documented better)."
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(document))
+    change = json.loads(govgate(server, integrator, "contract", "propose", str(path), "--contract", "wms.inventory",
+                                "--format", "json").stdout)["change_request"]
+    board = server.registry_token("board-1", ["board"], team="governance")
+    assert govgate(server, board, "change", "approve", change["id"]).returncode == 0
+    refused = govgate(server, admin, "contract", "publish", "wms.inventory", "1.1.0")
+    assert refused.returncode == 1 and "staging" in refused.stderr
+    url = "/registry/contracts/wms.inventory/versions/1.1.0/can-i-publish"
+    assert server.admin.get(url).json() == {"ok": False, "required": ["staging"], "missing": ["staging"]}
+
+    # verify the paths the sample ERP answers for any generated value (see tests/gateway/test_verify.py)
+    document["paths"] = {p: item for p, item in document["paths"].items() if p != "/positions"}
+    path.write_text(yaml.safe_dump(document))
+    verified = govgate(server, integrator, "verify", "wms.inventory@1.1.0", "--file", str(path), "--base-url",
+                       sample_erp, "--max-examples", "5", "--record", "--environment", "staging")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "recorded against wms.inventory@1.1.0 in staging" in verified.stdout
+    assert server.admin.get(url).json()["ok"] is True
+    assert govgate(server, admin, "contract", "publish", "wms.inventory", "1.1.0").returncode == 0
+    history = server.admin.get("/registry/contracts/wms.inventory/versions/1.1.0/verifications").json()
+    assert history[0]["environment"] == "staging" and history[0]["passed"] is True
