@@ -18,7 +18,6 @@ from policies.observability import ObservabilityConfig
 from policies.rate_limit import RateLimitConfig
 from policies.request_validation import RequestValidationConfig
 from policies.response_validation import ResponseValidationConfig
-from policies.response_validation import ResponseValidationConfig
 from registry.tokens import IssuerConfig
 
 

@@ -7,7 +7,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import msgspec
 
-from registry.compat.model import Change, Level, Report
+from registry.compat.model import Level, Report
 
 _COLOURS = {"ERR": "\033[31m", "WARN": "\033[33m", "INFO": "\033[36m"}
 _RESET = "\033[0m"

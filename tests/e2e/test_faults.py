@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port, spawn, stop
+from tests.conftest import free_port, stop
 from tests.e2e.conftest import GatewayProcess, running_gateway
 from tests.e2e.reliability import Reliability
 from tests.e2e.test_governed_call import ORDER

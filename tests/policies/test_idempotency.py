@@ -167,9 +167,9 @@ def test_a_duplicate_while_the_first_is_in_flight_is_409(backend: Backend) -> No
     play(backend, scenario)
 
 
-def test_concurrent_identical_requests_reach_the_upstream_once(backend: Backend) -> None:
+def test_concurrent_identical_requests_only_one_proceeds(backend: Backend) -> None:
     async def scenario(store: IdempotencyStore) -> None:
-        policy, upstream = policy_on(store), Upstream()
+        policy = policy_on(store)
 
         async def one() -> RequestContext:
             ctx = request()

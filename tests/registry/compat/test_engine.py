@@ -59,8 +59,6 @@ def test_exclusive_bounds_in_both_dialects() -> None:
     same = api({"Node": {"type": "number", "exclusiveMinimum": 0}})
     assert diff_openapi(old, same).changes == []
     looser = api({"Node": {"type": "number", "minimum": 0}}, version="1.1.0")
-    assert [c.id for c in diff_openapi(old, looser).changes] == [
-        "response-body-min-decreased", "request-body-min-decreased"][::-1] or True
     ids = {c.id: c.level for c in diff_openapi(old, looser).changes}
     assert ids == {"request-body-min-decreased": "INFO", "response-body-min-decreased": "WARN"}
 
