@@ -188,7 +188,7 @@ def readyz(state: State) -> Response[dict[str, Any]]:
         return Response({"status": "loading"}, status_code=503)
     table = state.gateway.table
     return Response({"status": "ready", "apis": len(table.apis), "operations": len(table.routes()),
-                     "failed": table.failed})
+                     "event_streams": len(state.events.routes), "failed": {**table.failed, **state.events.failed}})
 
 
 @get("/metrics", include_in_schema=False, sync_to_thread=False)
