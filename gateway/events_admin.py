@@ -20,7 +20,6 @@ from litestar.params import Parameter
 from gateway.events import EventRoute, EventsGateway
 from policies.events_dead_letters import DeadLetter, GroupInfo, Replayed
 from policies.events_stream import BACKEND_ERRORS, StreamKeys
-from registry import operator_audit
 from registry.api import PROBLEMS, Problem
 from registry.audit import AuditEntry
 from registry.auth import ADMINS, identity
@@ -84,8 +83,8 @@ def _served(events: EventsGateway, contract: str, version: str) -> tuple[EventRo
 async def _audit(registry: Registry, request: Request[Any, Any, Any], action: str, target: str, after: Any,
                  reason: str) -> None:
     actor = (await identity(request)).subject
-    await operator_audit.record(registry.store, AuditEntry(actor=actor, action=action, target=target,
-                                                           after=msgspec.to_builtins(after), reason=reason))
+    await registry.store.append_audit(AuditEntry(actor=actor, action=action, target=target,
+                                                 after=msgspec.to_builtins(after), reason=reason))
 
 
 @get("/{contract:str}/{version:str}/dead-letters", responses=EVENT_PROBLEMS,

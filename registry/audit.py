@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -88,3 +89,43 @@ def verify(records: list[AuditRecord], head: tuple[int, str] | None) -> Verifica
         problems.append(f"the chain ends at record {records[-1].seq if records else 0}, "
                         f"but the head says {head[0]}: records were cut off the end")
     return Verification(ok=not problems, records=len(records), problems=problems)
+
+
+# Which audit records a store method's result produces, shared by every backend: a method
+# takes the entry to record and `_transaction` appends what the rule returns, in the same
+# transaction as the change.
+AuditRule = Callable[[Any], list[AuditEntry]] | None
+
+
+def always(entry: AuditEntry | None) -> AuditRule:
+    """Record the entry whatever the result."""
+    return (lambda _: [entry]) if entry else None
+
+
+def when_created(entry: AuditEntry | None) -> AuditRule:
+    """For (row, created) results: record only what was really created."""
+    return (lambda result: [entry] if result[1] else []) if entry else None
+
+
+def when_present(entry: AuditEntry | None) -> AuditRule:
+    """For compare-and-set results: record only when the row changed (the result is not None)."""
+    return (lambda result: [entry] if result is not None else []) if entry else None
+
+
+def when_truthy(entry: AuditEntry | None) -> AuditRule:
+    """For boolean results (something was deleted, added): record only when it happened."""
+    return (lambda changed: [entry] if changed else []) if entry else None
+
+
+def when_vote_recorded(entry: AuditEntry | None) -> AuditRule:
+    """For a vote: the vote itself, and the decision when it closed the request."""
+    def entries(result: tuple[Any, str]) -> list[AuditEntry]:
+        change, outcome = result
+        if outcome != "recorded" or change is None or entry is None:
+            return []
+        closing = [] if change.state == "open" else [AuditEntry(
+            actor=entry.actor, action=f"change.{change.state}", target=entry.target, before="open",
+            after=change.state)]
+        return [entry, *closing]
+
+    return entries if entry else None

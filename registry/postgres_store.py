@@ -28,12 +28,17 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from registry import audit as audit_log
 from registry import webhooks
-from registry.audit import AuditEntry, AuditRecord
+from registry.audit import (
+    AuditEntry,
+    AuditRecord,
+    always,
+    when_created,
+    when_present,
+    when_truthy,
+    when_vote_recorded,
+)
 from registry.errors import InvalidRequest, StoreUnavailable
-from registry.webhooks import Delivery, Webhook
 from registry.model import (
-    NewVerification,
-    Verification,
     AffectedConsumer,
     ChangeRequest,
     Consumer,
@@ -41,16 +46,19 @@ from registry.model import (
     NewChange,
     NewConsumer,
     NewContract,
+    NewVerification,
     NewVersion,
     Plan,
     Subscription,
     Usage,
+    Verification,
     Version,
     Vote,
 )
+from registry.store import json_text
+from registry.webhooks import Delivery, Webhook
 
 # which audit records a result yields is the same rule for every backend: share it, do not copy it
-from registry.sqlite_store import _always, _json, _when_created, _when_present, _when_recorded
 
 T = TypeVar("T")
 Audit = AuditEntry | None
@@ -304,7 +312,7 @@ class PostgresStore:
             existing = await _one(db, f"SELECT {_CONTRACT_COLUMNS} FROM contracts WHERE name = %s", (new.name,))
             return _contract(existing), False
 
-        return await self._transaction(tx, _when_created(audit))
+        return await self._transaction(tx, when_created(audit))
 
     async def get_contract(self, name: str) -> Contract | None:
         row = await self._fetchone(f"SELECT {_CONTRACT_COLUMNS} FROM contracts WHERE name = %s", (name,))
@@ -336,11 +344,11 @@ class PostgresStore:
                     (change.id, new.contract, new.version, new.base_version,
                      "approved" if change.required_approvals == 0 else "open", change.proposer, change.proposer_team,
                      change.required_approvals, change.required_bump, json.dumps(change.findings),
-                     _json(change.changes) if change.changes else None, _json(change.lint) if change.lint else None,
+                     json_text(change.changes) if change.changes else None, json_text(change.lint) if change.lint else None,
                      msgspec.json.encode(change.affected_consumers).decode(), now, now, 1))
             return _version(row), True
 
-        return await self._transaction(tx, _when_created(audit))
+        return await self._transaction(tx, when_created(audit))
 
     async def get_change(self, change_id: str) -> ChangeRequest | None:
         return await self._read(lambda db: _change(db, change_id))
@@ -387,7 +395,7 @@ class PostgresStore:
                                  " AND state = 'in_review'", (state, current.contract, current.version))
             return await _change(db, change_id), "recorded"
 
-        return await self._transaction(tx, _when_recorded(audit))
+        return await self._transaction(tx, when_vote_recorded(audit))
 
     async def close_change(self, change_id: str, state: str, *, expected: str, version_state: str,
                            audit: Audit = None) -> ChangeRequest | None:
@@ -401,7 +409,7 @@ class PostgresStore:
                              (version_state, current.contract, current.version))
             return await _change(db, change_id)
 
-        return await self._transaction(tx, _when_present(audit))
+        return await self._transaction(tx, when_present(audit))
 
     async def list_audit(self, *, target: str | None = None, actor: str | None = None, action: str | None = None,
                          limit: int = 1000, after_seq: int = 0) -> list[AuditRecord]:
@@ -409,6 +417,12 @@ class PostgresStore:
         rows = await self._fetchall(f"SELECT {_AUDIT_COLUMNS} FROM audit WHERE seq > %s AND {where}"
                                     " ORDER BY seq LIMIT %s", (after_seq, *params, limit))
         return [_audit_record(r) for r in rows]
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        async def nothing(db: Connection) -> None:
+            return None
+
+        await self._transaction(nothing, always(entry))
 
     async def audit_head(self) -> tuple[int, str] | None:
         row = await self._fetchone("SELECT seq, hash FROM audit_head WHERE id = 1", ())
@@ -458,7 +472,7 @@ class PostgresStore:
                                  (now, contract, version))
             return _version(row)
 
-        return await self._transaction(tx, _when_present(audit))
+        return await self._transaction(tx, when_present(audit))
 
     async def list_published(self) -> list[tuple[Contract, Version, str]]:
         columns = ", ".join(f"c.{c}" for c in _CONTRACT_COLUMNS.split(", "))
@@ -473,7 +487,7 @@ class PostgresStore:
             await db.execute("INSERT INTO plans (name, definition) VALUES (%s, %s) ON CONFLICT (name) DO UPDATE SET"
                              " definition = excluded.definition", (plan.name, msgspec.json.encode(plan).decode()))
 
-        await self._transaction(tx, _always(audit))
+        await self._transaction(tx, always(audit))
 
     async def list_plans(self) -> list[Plan]:
         rows = await self._fetchall("SELECT definition FROM plans ORDER BY name", ())
@@ -488,7 +502,7 @@ class PostgresStore:
                 (new.id, new.name, new.plan, json.dumps(sorted(set(new.scopes))), secret_hash, _now(), actor))
             return await _consumer(db, new.id), cursor.rowcount == 1
 
-        return await self._transaction(tx, _when_created(audit))
+        return await self._transaction(tx, when_created(audit))
 
     async def get_consumer(self, consumer_id: str) -> Consumer | None:
         async def read(db: Connection) -> Consumer | None:
@@ -512,7 +526,7 @@ class PostgresStore:
             await db.execute("INSERT INTO api_keys (key_hash, consumer, created_at) VALUES (%s, %s, %s)",
                              (key_hash, consumer_id, _now()))
 
-        await self._transaction(tx, _always(audit))
+        await self._transaction(tx, always(audit))
 
     async def api_keys(self) -> dict[str, str]:
         return dict(await self._fetchall("SELECT key_hash, consumer FROM api_keys", ()))
@@ -528,7 +542,7 @@ class PostgresStore:
                                           " AND major = %s", (consumer_id, contract, major))
             return cursor.rowcount == 1
 
-        return await self._transaction(tx, (lambda changed: [audit] if changed else []) if audit else None)
+        return await self._transaction(tx, when_truthy(audit))
 
     async def record_usage(self, rows: list[Usage]) -> None:
         # every instance flushes its own counts: upsert in key order so two flushes never deadlock
@@ -563,11 +577,11 @@ class PostgresStore:
             await db.execute("INSERT INTO verifications (contract, version, environment, passed, base_url, summary,"
                              " report, recorded_at, recorded_by) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                              (contract, version, new.environment, new.passed, new.base_url, new.summary,
-                              _json(new.report) if new.report is not None else None, at, actor))
+                              json_text(new.report) if new.report is not None else None, at, actor))
             return Verification(contract=contract, version=version, environment=new.environment, passed=new.passed,
                                 base_url=new.base_url, summary=new.summary, recorded_at=at, recorded_by=actor)
 
-        return await self._transaction(tx, _always(audit))
+        return await self._transaction(tx, always(audit))
 
     async def list_verifications(self, contract: str, version: str) -> list[Verification]:
         rows = await self._fetchall(
@@ -582,7 +596,7 @@ class PostgresStore:
                              " %s)", (webhook.id, webhook.url, json.dumps(webhook.events), webhook.created_at,
                                       webhook.created_by))
 
-        await self._transaction(tx, _always(audit))
+        await self._transaction(tx, always(audit))
 
     async def list_webhooks(self) -> list[Webhook]:
         rows = await self._fetchall("SELECT id, url, events, created_at, created_by FROM webhooks ORDER BY created_at",
@@ -595,7 +609,7 @@ class PostgresStore:
             await db.execute("DELETE FROM deliveries WHERE webhook = %s", (webhook_id,))
             return (await db.execute("DELETE FROM webhooks WHERE id = %s", (webhook_id,))).rowcount == 1
 
-        return await self._transaction(tx, (lambda deleted: [audit] if deleted else []) if audit else None)
+        return await self._transaction(tx, when_truthy(audit))
 
     async def due_deliveries(self, now: datetime, limit: int) -> list[tuple[Delivery, str, bytes]]:
         async def tx(db: Connection) -> list[tuple[Delivery, str, bytes]]:
@@ -719,8 +733,8 @@ async def _append(db: Connection, entry: AuditEntry, correlation: str) -> None:
     digest = audit_log.record_hash(seq, audit_log.timestamp(at), entry, correlation, prev_hash)
     await db.execute(f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                      (seq, at, entry.actor, entry.action, entry.target,
-                      None if entry.before is None else _json(entry.before),
-                      None if entry.after is None else _json(entry.after), entry.reason, correlation, prev_hash,
+                      None if entry.before is None else json_text(entry.before),
+                      None if entry.after is None else json_text(entry.after), entry.reason, correlation, prev_hash,
                       digest))
     await db.execute("UPDATE audit_head SET seq = %s, hash = %s WHERE id = 1", (seq, digest))
     if entry.action in webhooks.EVENT_TYPES:  # the outbox: deliveries commit with the change they announce

@@ -14,8 +14,15 @@ import msgspec
 
 from registry import audit as audit_log
 from registry import webhooks
-from registry.audit import AuditEntry, AuditRecord
-from registry.webhooks import Delivery, Webhook
+from registry.audit import (
+    AuditEntry,
+    AuditRecord,
+    always,
+    when_created,
+    when_present,
+    when_truthy,
+    when_vote_recorded,
+)
 from registry.model import (
     AffectedConsumer,
     ChangeRequest,
@@ -24,15 +31,17 @@ from registry.model import (
     NewChange,
     NewConsumer,
     NewContract,
+    NewVerification,
     NewVersion,
     Plan,
     Subscription,
-    NewVerification,
     Usage,
     Verification,
     Version,
     Vote,
 )
+from registry.store import json_text
+from registry.webhooks import Delivery, Webhook
 
 T = TypeVar("T")
 Audit = AuditEntry | None
@@ -263,7 +272,7 @@ class SQLiteStore:
             db.execute(f"INSERT INTO contracts ({_CONTRACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
             return _contract(values), True
 
-        return await self._transaction(tx, _when_created(audit))
+        return await self._transaction(tx, when_created(audit))
 
     async def get_contract(self, name: str) -> Contract | None:
         row = await self._fetchone(f"SELECT {_CONTRACT_COLUMNS} FROM contracts WHERE name = ?", (name,))
@@ -291,12 +300,12 @@ class SQLiteStore:
                            (change.id, new.contract, new.version, new.base_version,
                             "approved" if change.required_approvals == 0 else "open", change.proposer,
                             change.proposer_team, change.required_approvals, change.required_bump,
-                            json.dumps(change.findings), _json(change.changes) if change.changes else None,
-                            _json(change.lint) if change.lint else None,
+                            json.dumps(change.findings), json_text(change.changes) if change.changes else None,
+                            json_text(change.lint) if change.lint else None,
                             msgspec.json.encode(change.affected_consumers).decode(), now, now, 1))
             return _version(values), True
 
-        return await self._transaction(tx, _when_created(audit))
+        return await self._transaction(tx, when_created(audit))
 
     async def get_change(self, change_id: str) -> ChangeRequest | None:
         return await self._run(lambda: _change(self._connection(), change_id))
@@ -343,7 +352,7 @@ class SQLiteStore:
                            (state, current.contract, current.version))
             return _change(db, change_id), "recorded"
 
-        return await self._transaction(tx, _when_recorded(audit))
+        return await self._transaction(tx, when_vote_recorded(audit))
 
     async def close_change(self, change_id: str, state: str, *, expected: str, version_state: str,
                            audit: Audit = None) -> ChangeRequest | None:
@@ -357,7 +366,7 @@ class SQLiteStore:
                        (version_state, current.contract, current.version))
             return _change(db, change_id)
 
-        return await self._transaction(tx, _when_present(audit))
+        return await self._transaction(tx, when_present(audit))
 
     async def list_audit(self, *, target: str | None = None, actor: str | None = None, action: str | None = None,
                          limit: int = 1000, after_seq: int = 0) -> list[AuditRecord]:
@@ -371,7 +380,7 @@ class SQLiteStore:
         await self._transaction(lambda db: db.execute(
             "INSERT INTO webhooks (id, url, events, created_at, created_by) VALUES (?, ?, ?, ?, ?)",
             (webhook.id, webhook.url, json.dumps(webhook.events), webhook.created_at.isoformat(), webhook.created_by)),
-            _always(audit))
+            always(audit))
 
     async def list_webhooks(self) -> list[Webhook]:
         rows = await self._fetchall("SELECT id, url, events, created_at, created_by FROM webhooks ORDER BY created_at",
@@ -384,7 +393,7 @@ class SQLiteStore:
             db.execute("DELETE FROM deliveries WHERE webhook = ?", (webhook_id,))
             return db.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,)).rowcount == 1
 
-        return await self._transaction(tx, (lambda deleted: [audit] if deleted else []) if audit else None)
+        return await self._transaction(tx, when_truthy(audit))
 
     async def due_deliveries(self, now: datetime, limit: int) -> list[tuple[Delivery, str, bytes]]:
         def tx(db: sqlite3.Connection) -> list[tuple[Delivery, str, bytes]]:
@@ -419,12 +428,12 @@ class SQLiteStore:
             db.execute("INSERT INTO verifications (contract, version, environment, passed, base_url, summary, report,"
                        " recorded_at, recorded_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (contract, version, new.environment, int(new.passed), new.base_url, new.summary,
-                        _json(new.report) if new.report is not None else None, at, actor))
+                        json_text(new.report) if new.report is not None else None, at, actor))
             return Verification(contract=contract, version=version, environment=new.environment, passed=new.passed,
                                 base_url=new.base_url, summary=new.summary, recorded_at=datetime.fromisoformat(at),
                                 recorded_by=actor)
 
-        return await self._transaction(tx, _always(audit))
+        return await self._transaction(tx, always(audit))
 
     async def list_verifications(self, contract: str, version: str) -> list[Verification]:
         rows = await self._fetchall(
@@ -432,6 +441,9 @@ class SQLiteStore:
             " FROM verifications WHERE contract = ? AND version = ? ORDER BY id DESC", (contract, version))
         return [Verification(contract=r[0], version=r[1], environment=r[2], passed=bool(r[3]), base_url=r[4],
                              summary=r[5], recorded_at=datetime.fromisoformat(r[6]), recorded_by=r[7]) for r in rows]
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        await self._transaction(lambda db: None, always(entry))
 
     async def audit_head(self) -> tuple[int, str] | None:
         row = await self._fetchone("SELECT seq, hash FROM audit_head WHERE id = 1", ())
@@ -478,7 +490,7 @@ class SQLiteStore:
             query = f"SELECT {_VERSION_COLUMNS} FROM versions WHERE contract = ? AND version = ?"
             return _version(db.execute(query, (contract, version)).fetchone())
 
-        return await self._transaction(tx, _when_present(audit))
+        return await self._transaction(tx, when_present(audit))
 
     async def list_published(self) -> list[tuple[Contract, Version, str]]:
         columns = ", ".join(f"c.{c}" for c in _CONTRACT_COLUMNS.split(", "))
@@ -491,7 +503,7 @@ class SQLiteStore:
     async def put_plan(self, plan: Plan, *, audit: Audit = None) -> None:
         await self._transaction(lambda db: db.execute(
             "INSERT INTO plans (name, definition) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET definition ="
-            " excluded.definition", (plan.name, msgspec.json.encode(plan).decode())), _always(audit))
+            " excluded.definition", (plan.name, msgspec.json.encode(plan).decode())), always(audit))
 
     async def list_plans(self) -> list[Plan]:
         rows = await self._fetchall("SELECT definition FROM plans ORDER BY name", ())
@@ -507,7 +519,7 @@ class SQLiteStore:
                        (new.id, new.name, new.plan, json.dumps(sorted(set(new.scopes))), secret_hash, _now(), actor))
             return _consumer(db, new.id), True
 
-        return await self._transaction(tx, _when_created(audit))
+        return await self._transaction(tx, when_created(audit))
 
     async def get_consumer(self, consumer_id: str) -> Consumer | None:
         def read() -> Consumer | None:
@@ -531,7 +543,7 @@ class SQLiteStore:
     async def add_api_key(self, consumer_id: str, key_hash: str, *, audit: Audit = None) -> None:
         await self._transaction(lambda db: db.execute(
             "INSERT INTO api_keys (key_hash, consumer, created_at) VALUES (?, ?, ?)", (key_hash, consumer_id, _now())),
-            _always(audit))
+            always(audit))
 
     async def api_keys(self) -> dict[str, str]:
         return dict(await self._fetchall("SELECT key_hash, consumer FROM api_keys", ()))
@@ -547,7 +559,7 @@ class SQLiteStore:
                                     (consumer_id, contract, major))
             return cursor.rowcount == 1
 
-        return await self._transaction(tx, (lambda changed: [audit] if changed else []) if audit else None)
+        return await self._transaction(tx, when_truthy(audit))
 
     async def record_usage(self, rows: list[Usage]) -> None:
         def tx(db: sqlite3.Connection) -> None:
@@ -635,33 +647,6 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _when_created(entry: AuditEntry | None) -> Callable[[Any], list[AuditEntry]] | None:
-    # (row, created) results: record only what was really created
-    return (lambda result: [entry] if result[1] else []) if entry else None
-
-
-def _when_present(entry: AuditEntry | None) -> Callable[[Any], list[AuditEntry]] | None:
-    return (lambda result: [entry] if result is not None else []) if entry else None
-
-
-def _when_recorded(entry: AuditEntry | None) -> Callable[[Any], list[AuditEntry]] | None:
-    # a vote: the vote itself, and the decision when it closed the request
-    def entries(result: tuple[ChangeRequest | None, str]) -> list[AuditEntry]:
-        change, outcome = result
-        if outcome != "recorded" or change is None or entry is None:
-            return []
-        closing = [] if change.state == "open" else [AuditEntry(
-            actor=entry.actor, action=f"change.{change.state}", target=entry.target, before="open",
-            after=change.state)]
-        return [entry, *closing]
-
-    return entries if entry else None
-
-
-def _always(entry: AuditEntry | None) -> Callable[[Any], list[AuditEntry]] | None:
-    return (lambda _: [entry]) if entry else None
-
-
 def _delivery(row: tuple[Any, ...]) -> Delivery:
     (delivery_id, webhook, event_id, event_type, state, attempts, next_at, status, error, created,
      delivered) = row
@@ -684,7 +669,7 @@ def _append(db: sqlite3.Connection, entry: AuditEntry, correlation: str) -> None
     digest = audit_log.record_hash(seq, at, entry, correlation, head[1])
     db.execute("INSERT INTO audit (seq, at, actor, action, target, before, after, reason, correlation_id, prev_hash,"
                " hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-               (seq, at, entry.actor, entry.action, entry.target, _json(entry.before), _json(entry.after),
+               (seq, at, entry.actor, entry.action, entry.target, json_text(entry.before), json_text(entry.after),
                 entry.reason, correlation, head[1], digest))
     db.execute("INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET"
                " seq = excluded.seq, hash = excluded.hash", (seq, digest))
@@ -697,10 +682,6 @@ def _append(db: sqlite3.Connection, entry: AuditEntry, correlation: str) -> None
                 db.execute("INSERT INTO deliveries (webhook, event_id, event_type, payload, state, attempts,"
                            " next_attempt_at, last_error, created_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, '', ?)",
                            (hook_id, event["id"], event["type"], payload, at, at))
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _change(db: sqlite3.Connection, change_id: str) -> ChangeRequest | None:

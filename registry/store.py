@@ -7,8 +7,9 @@ Every method is one transaction: a failure leaves nothing behind.
 
 from __future__ import annotations
 
+import json
 from datetime import date
-from typing import Protocol
+from typing import Any, Protocol
 
 from registry.audit import AuditEntry
 from registry.model import (
@@ -89,6 +90,9 @@ class Store(Protocol):
     async def api_keys(self) -> dict[str, str]:
         """API key hash → consumer id."""
 
+    async def append_audit(self, entry: AuditEntry) -> None:
+        """Chain an audit record for an action that changes no row here (an operator's replay, say)."""
+
     async def record_verification(self, contract: str, version: str, new: NewVerification, *, actor: str,
                                   audit: AuditEntry | None = None) -> Verification:
         """Store the outcome of a provider verification."""
@@ -104,6 +108,11 @@ class Store(Protocol):
 
     async def set_subscription(self, consumer_id: str, contract: str, major: int, *, subscribed: bool) -> bool:
         """Add or remove a subscription; whether anything changed."""
+
+
+def json_text(value: Any) -> str:
+    """A JSON column's text: sorted keys, so both backends store the same bytes."""
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def open_store(url: str) -> Store:
