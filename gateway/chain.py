@@ -76,8 +76,10 @@ class ChainBuilder:
                                 requirement=requirement_of(document, operation)),
             *([RateLimitPolicy(config.rate_limit, self.limiter, contract=contract.name, major=version.major,
                                operation_id=operation.get("operationId", ""))] if config.rate_limit.enabled else []),
-            DeprecationPolicy(config.deprecation, contract=contract.name, major=version.major, state=version.state,
-                              deprecated_at=version.deprecated_at, sunset=version.sunset, successor=version.successor),
+            # only a deprecated or retired version has anything to announce: published ones skip the policy
+            *([DeprecationPolicy(config.deprecation, contract=contract.name, major=version.major, state=version.state,
+                                 deprecated_at=version.deprecated_at, sunset=version.sunset,
+                                 successor=version.successor)] if version.state != "published" else []),
             RequestValidationPolicy(validation, validator),
             IdempotencyPolicy(config.idempotency, self.idempotency, contract=contract.name, major=version.major,
                               operation_id=operation.get("operationId", "")),

@@ -24,7 +24,7 @@ from prometheus_client import Counter
 
 from gateway.chain import ChainBuilder
 from gateway.config import GatewayConfig
-from gateway.proxy import _send_problem, read_body  # the governed path's problem rendering and body reader
+from gateway.proxy import read_body, send_problem  # the governed path's problem rendering and body reader
 from policies.authentication import AuthenticationPolicy
 from policies.authorization import AuthorizationPolicy
 from policies.context import Policy, RequestContext
@@ -159,7 +159,7 @@ class EventsGateway:
                 exc = GatewayProblem(500, "internal-error", "Internal error",
                                      "the gateway failed; quote the correlation id")
             ctx.problem, ctx.response_status = exc, exc.status
-            await _send_problem(send, exc, ctx, self.correlation_header, path)
+            await send_problem(send, exc, ctx, self.correlation_header, path)
             self._finish(ctx)
             return
         ctx.response_status, ctx.response_body = status, body

@@ -60,16 +60,15 @@ class Gateway:
         try:
             await self._handle(ctx, receive)
         except GatewayProblem as problem:
-            await _send_problem(send, problem, ctx, self.correlation_header, path)
+            await send_problem(send, problem, ctx, self.correlation_header, path)
             return
         except Exception:  # a bug: answer with a problem, keep the process up
             log.exception("unexpected error", extra={"correlation_id": ctx.correlation_id})
-            await _send_problem(send, GatewayProblem(500, "internal-error", "Internal error",
+            await send_problem(send, GatewayProblem(500, "internal-error", "Internal error",
                                                      "the gateway failed; quote the correlation id"),
                                 ctx, self.correlation_header, path)
             return
-        prefix = f"/{ctx.route.contract}/v{ctx.route.major}"
-        response_headers = [(k.encode("latin-1"), _public_location(k, v, prefix).encode("latin-1"))
+        response_headers = [(k.encode("latin-1"), _public_location(k, v, ctx.route.prefix).encode("latin-1"))
                             for k, v in ctx.response_headers if k.lower() != "x-correlation-id"]
         response_headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in ctx.add_headers)
         response_headers.append((self.correlation_header, ctx.correlation_id.encode()))
@@ -186,8 +185,9 @@ def _too_large(limit: int) -> GatewayProblem:
                           f"request bodies are limited to {limit} bytes", headers={"Connection": "close"})
 
 
-async def _send_problem(send: Send, problem: GatewayProblem, ctx: RequestContext, header: bytes,
-                        path: str) -> None:
+async def send_problem(send: Send, problem: GatewayProblem, ctx: RequestContext, header: bytes,
+                       path: str) -> None:
+    """Answer with a problem document carrying the correlation id and the headers policies added."""
     body = problem_body(problem.status, problem.slug, problem.title, problem.detail,
                         correlation_id=ctx.correlation_id, instance=path[:512], errors=problem.errors)
     headers: list[Any] = [(b"content-type", PROBLEM_MEDIA_TYPE.encode()), (header, ctx.correlation_id.encode()),

@@ -27,11 +27,11 @@ class Route:
     """One operation of one published version, with everything a request needs."""
 
     __slots__ = ("contract", "version", "major", "method", "template", "operation_id", "upstream", "chain",
-                 "operation", "version_info", "requests", "responses", "finishes")
+                 "operation", "prefix", "requests", "responses", "finishes")
 
     def __init__(self, contract: str, version: str, major: int, method: str, template: str,
                  operation_id: str, upstream: str | None, chain: Sequence[Policy],
-                 operation: dict[str, Any] | None = None, version_info: Any = None) -> None:
+                 operation: dict[str, Any] | None = None) -> None:
         self.contract = contract
         self.version = version
         self.major = major
@@ -41,7 +41,7 @@ class Route:
         self.upstream = upstream
         self.chain = tuple(chain)
         self.operation = operation or {}  # the operation object of the published document
-        self.version_info = version_info  # the registry's Version (state, sunset, ...)
+        self.prefix = f"/{contract}/v{major}"  # the gateway path of the API, e.g. /erp.sales-orders/v1
         # each phase, in the order the gateway calls it, with the policies that skip it left out
         self.requests = tuple((i, p.on_request) for i, p in enumerate(self.chain) if overrides(p, "on_request"))
         self.responses = tuple(p.on_response for p in reversed(self.chain) if overrides(p, "on_response"))
@@ -165,7 +165,7 @@ def _compile_api(contract: Contract, version: Version, document_text: str, build
             chain = build_chain(contract, version, document, path_item, operation)
             entry.routes[method] = Route(
                 contract.name, version.version, version.major, method, template,
-                operation.get("operationId", f"{method} {template}"), contract.upstream, chain, operation, version)
+                operation.get("operationId", f"{method} {template}"), contract.upstream, chain, operation)
         if entry.names:
             api.templated.append(entry)
         else:

@@ -36,7 +36,7 @@ class DeprecationPolicy(Policy):
             headers.append(("Sunset", format_datetime(datetime.combine(sunset, day_start(0), tzinfo=UTC), usegmt=True)))
         if successor is not None:
             headers.append(("Link", f'</{contract}/v{successor.split(".")[0]}>; rel="successor-version"'))
-        self.headers = headers if config.enabled and (state != "published") else []
+        self.headers = headers if config.enabled else []
         self.successor = successor
 
     def on_request(self, ctx: RequestContext) -> None:

@@ -181,12 +181,8 @@ def _parse_query(query_string: str) -> dict[str, list[str]]:
 
 def _deserialize(param: Parameter, raw: str | list[str]) -> Any:
     if "array" in param.types:
-        if isinstance(raw, list):
-            items = raw if param.explode or param.location != "query" else [p for r in raw for p in r.split(",")]
-        else:
-            items = raw.split(",")
-        if not param.explode and param.location == "query" and isinstance(raw, list):
-            items = raw[-1].split(",")
+        # form + explode (the query default): one value per repetition; otherwise comma-separated
+        items = raw if isinstance(raw, list) and param.explode else (raw[-1] if isinstance(raw, list) else raw).split(",")
         return [_cast(param.item_types, item) for item in items]
     value = raw[-1] if isinstance(raw, list) else raw
     return _cast(param.types, value)
