@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from xml.sax.saxutils import quoteattr
+from xml.sax.saxutils import escape, quoteattr
 
 import msgspec
 
@@ -120,15 +120,10 @@ def as_junit(report: VerificationReport) -> str:
             continue
         body = "\n".join(f"{f.check}: {f.message}\n{f.curl}" for f in result.failures)
         cases.append(f'    <testcase classname="govgate.verify" name={name} time="{result.seconds}">\n'
-                     f'      <failure message={quoteattr(result.failures[0].check)}>{_escape(body)}</failure>\n'
+                     f'      <failure message={quoteattr(result.failures[0].check)}>{escape(body)}</failure>\n'
                      "    </testcase>")
     failures = sum(1 for r in report.operations if not r.passed)
     return "\n".join(['<?xml version="1.0" encoding="UTF-8"?>',
                       f'<testsuite name={quoteattr(f"verify {report.contract}@{report.version}")} '
                       f'tests="{len(report.operations)}" failures="{failures}">', *cases, "</testsuite>"])
 
-
-def _escape(text: str) -> str:
-    from xml.sax.saxutils import escape
-
-    return escape(text)

@@ -23,6 +23,7 @@ _SEMVER = re.compile(
 )
 
 ContractName = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN, min_length=2, max_length=100)]
+Identifier = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
 
 
 class NewContract(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -30,9 +31,9 @@ class NewContract(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
     name: ContractName
     kind: ContractKind
-    owner: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+    owner: Identifier
     description: Annotated[str, msgspec.Meta(max_length=2000)] = ""
-    upstream: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] | None = None
+    upstream: Identifier | None = None
     compatibility: CompatibilityMode = "BACKWARD"
     """For event contracts: how a new schema version must relate to the earlier ones."""
 
@@ -117,8 +118,6 @@ class SemVer(msgspec.Struct, frozen=True, order=True):
         major, minor, patch, pre = match.groups()
         return cls(int(major), int(minor), int(patch), pre is None, pre or "")
 
-
-Identifier = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
 
 
 class Plan(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -10,7 +10,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -80,6 +80,13 @@ def sample_erp() -> Iterator[str]:
         stop(process)
 
 
+def unavailable(reason: str) -> NoReturn:
+    """Something a test needs is missing: skip with the reason locally; fail in CI (CI=true), which runs all."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI must run every test)")
+    pytest.skip(reason)
+
+
 REDIS_URL = os.environ.get("GOVGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -96,11 +103,8 @@ def _redis_reachable(url: str) -> bool:
 def redis_url() -> str:
     """The real Redis the tests use. Absent locally: skip with the reason; in CI (CI=true): fail."""
     if not _redis_reachable(REDIS_URL):
-        reason = (f"Redis is not reachable at {REDIS_URL}; start it (redis-server --port 6379) "
-                  "or set GOVGATE_TEST_REDIS_URL")
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + " (CI must run every Redis test)")
-        pytest.skip(reason)
+        unavailable(f"Redis is not reachable at {REDIS_URL}; start it (redis-server --port 6379) "
+                    "or set GOVGATE_TEST_REDIS_URL")
     return REDIS_URL
 
 
@@ -173,11 +177,8 @@ class PostgresDatabases:
 def postgres_databases() -> Iterator[PostgresDatabases]:
     """Makes throwaway databases on the real PostgreSQL. Absent locally: skip with the reason; in CI: fail."""
     if not _postgres_reachable(POSTGRES_URL):
-        reason = (f"PostgreSQL is not reachable at {POSTGRES_URL}; start it (pg_ctlcluster 15 main start) "
-                  "or set GOVGATE_TEST_POSTGRES_URL to a server URL whose user may CREATE DATABASE")
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + " (CI must run every PostgreSQL test)")
-        pytest.skip(reason)
+        unavailable(f"PostgreSQL is not reachable at {POSTGRES_URL}; start it (pg_ctlcluster 15 main start) "
+                    "or set GOVGATE_TEST_POSTGRES_URL to a server URL whose user may CREATE DATABASE")
     databases = PostgresDatabases(POSTGRES_URL)
     yield databases
     databases.drop_all()

@@ -10,7 +10,6 @@ titles, unknown `x-` extensions) never counts. Cycles are followed once.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
@@ -382,15 +381,3 @@ def _pointer(root: Any, ref: str) -> Any:
         else:
             return {}
     return node
-
-
-def walk_all(node: Any) -> Iterator[Any]:
-    """Every dict and list under a node (no ref following)."""
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        if isinstance(current, dict):
-            stack.extend(current.values())
-        elif isinstance(current, list):
-            stack.extend(current)

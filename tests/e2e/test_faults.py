@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port, stop
+from tests.conftest import free_port, stop, unavailable
 from tests.e2e.conftest import GatewayProcess, running_gateway
 from tests.e2e.reliability import Reliability
 from tests.e2e.test_governed_call import ORDER
@@ -58,7 +58,7 @@ class PrivateRedis:
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[PrivateRedis]:
     if not shutil.which("redis-server") and not os.path.exists("/usr/bin/redis-server"):
-        pytest.skip("redis-server is not installed: the fault tests kill and restart a Redis of their own")
+        unavailable("redis-server is not installed: the fault tests kill and restart a Redis of their own")
     server = PrivateRedis()
     server.start()
     yield server
@@ -162,7 +162,7 @@ class PrivatePostgres:
     def __init__(self, root: Path) -> None:
         versions = sorted(self.BIN.glob("*/bin/initdb"))
         if not versions or not shutil.which("runuser"):
-            pytest.skip("PostgreSQL server binaries or runuser are not installed: the store fault test needs its own "
+            unavailable("PostgreSQL server binaries or runuser are not installed: the store fault test needs its own "
                         "cluster to stop and start")
         self.bin = versions[-1].parent
         self.data = root / "pgdata"
@@ -190,7 +190,7 @@ class PrivatePostgres:
 @pytest.fixture(scope="module")
 def postgres_server() -> Iterator[PrivatePostgres]:
     if os.geteuid() != 0:
-        pytest.skip("the store fault test runs its own PostgreSQL cluster, which needs root to switch to postgres")
+        unavailable("the store fault test runs its own PostgreSQL cluster, which needs root to switch to postgres")
     root = Path(tempfile.mkdtemp(prefix="govgate-pg-"))  # pytest's own tmp folders are closed to other users
     server = PrivatePostgres(root)
     server.start()

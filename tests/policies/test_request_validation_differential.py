@@ -36,6 +36,7 @@ from policies.errors import GatewayProblem
 from policies.request_validation import OperationValidator, RequestValidationConfig, RequestValidationPolicy
 from registry.documents import canonical_json, load_file
 from registry.model import Contract, Version
+from tests.policies.oracle import describe
 
 EXAMPLES = int(os.environ.get("GOVGATE_DIFF_EXAMPLES", "200"))
 ORACLE_HOST = "http://oracle.test"
@@ -112,23 +113,7 @@ class _Judges:
 
     def oracle_accepts(self, request: _OracleRequest) -> tuple[bool, str]:
         errors = [e for validator in self.oracle for e in validator.iter_errors(request)]
-        return not errors, "; ".join(f"{type(e).__name__}: {_cause(e)}" for e in errors)[:600]
-
-
-def _cause(error: BaseException) -> str:
-    details = [_str(error)]
-    for inner in getattr(error, "schema_errors", None) or []:
-        details.append(getattr(inner, "message", str(inner)))
-    if error.__cause__ is not None:
-        details.append(_str(error.__cause__))
-    return " / ".join(details)
-
-
-def _str(error: BaseException) -> str:
-    try:
-        return str(error)
-    except UnicodeDecodeError:  # openapi-core formats a non-UTF-8 body into its message
-        return type(error).__name__
+        return not errors, "; ".join(f"{type(e).__name__}: {describe(e)}" for e in errors)[:600]
 
 
 def _wire(case: Any) -> tuple[str, str, list[tuple[str, str]], dict[str, str], bytes, str]:

@@ -40,6 +40,7 @@ from policies.errors import GatewayProblem
 from policies.response_validation import ResponseValidationConfig, ResponseValidationPolicy, ResponseValidator
 from registry.documents import parse, resolve_pointer
 from registry.schemas import components_as_json_schema, convert, is_openapi_30
+from tests.policies.oracle import describe
 
 EXAMPLES = int(os.environ.get("GOVGATE_DIFF_EXAMPLES", "200"))
 ORACLE_HOST = "http://oracle.test"
@@ -235,23 +236,7 @@ class _Judges:
         content_type = next((v for k, v in response.headers if k.lower() == "content-type"), None)
         mock = MockResponse(response.body, response.status, headers, content_type)  # type: ignore[arg-type]
         errors = [e for e in self.oracle.iter_errors(self.request, mock) if not _tolerated(e)]
-        return not errors, "; ".join(f"{type(e).__name__}: {_cause(e)}" for e in errors)[:800]
-
-
-def _cause(error: BaseException) -> str:
-    details = [_str(error)]
-    for inner in getattr(error.__cause__, "schema_errors", None) or []:
-        details.append(getattr(inner, "message", str(inner)))
-    if error.__cause__ is not None:
-        details.append(_str(error.__cause__))
-    return " / ".join(details)
-
-
-def _str(error: BaseException) -> str:
-    try:
-        return str(error)
-    except UnicodeDecodeError:  # openapi-core formats a non-UTF-8 body into its message
-        return type(error).__name__
+        return not errors, "; ".join(f"{type(e).__name__}: {describe(e)}" for e in errors)[:800]
 
 
 # -- generation -------------------------------------------------------------------------------

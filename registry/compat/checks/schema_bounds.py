@@ -9,21 +9,16 @@ from registry.compat.model import Finding
 from registry.compat.structure import ApiDiff, SchemaPair
 from registry.compat.views import lower, number, tighter_lower, tighter_upper, upper
 
-# (keyword, rule prefix, True when a larger value admits more)
-_COUNTS = (
-    ("maxLength", "max-length", True),
-    ("minLength", "min-length", False),
-    ("maxItems", "max-items", True),
-    ("minItems", "min-items", False),
-)
+# (keyword, rule prefix): a rule says what happened to the value, its level says what that means
+_COUNTS = (("maxLength", "max-length"), ("minLength", "min-length"), ("maxItems", "max-items"),
+           ("minItems", "min-items"))
 
 
 def check(diff: ApiDiff) -> Iterator[Finding]:
     for pair in diff.schema_pairs:
         yield from _numeric(pair)
-        for keyword, prefix, larger_admits_more in _COUNTS:
-            old, new = number(pair.old.get(keyword)), number(pair.new.get(keyword))
-            yield from _compare(pair, prefix, old, new, larger_admits_more)
+        for keyword, prefix in _COUNTS:
+            yield from _compare(pair, prefix, number(pair.old.get(keyword)), number(pair.new.get(keyword)))
 
 
 def _numeric(pair: SchemaPair) -> Iterator[Finding]:
@@ -40,8 +35,7 @@ def _numeric(pair: SchemaPair) -> Iterator[Finding]:
             yield schema_finding(pair, f"{prefix}-{verb}", old=_show(old), new=_show(new))
 
 
-def _compare(pair: SchemaPair, prefix: str, old: float | None, new: float | None,
-             larger_admits_more: bool) -> Iterator[Finding]:
+def _compare(pair: SchemaPair, prefix: str, old: float | None, new: float | None) -> Iterator[Finding]:
     if old is None and new is not None:
         yield schema_finding(pair, f"{prefix}-added", new=new)
     elif old is not None and new is None:
