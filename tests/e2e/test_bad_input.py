@@ -91,13 +91,20 @@ def test_remote_refs_are_never_fetched(gw: GatewayProcess, catalog: list[dict], 
                        f"{status_of(response)}; the URL was never requested")
 
 
-def test_circular_refs_are_accepted_and_served(gw: GatewayProcess, catalog: list[dict]) -> None:
-    document = json.loads(json.dumps(next(e for e in catalog if e["name"] == "erp.sales-orders")["loaded"]))
-    assert "components" in json.dumps(document["components"]["schemas"]["OrderLine"])  # OrderLine is recursive
-    response = gw.client.post("/erp.sales-orders/v1/orders", json={"channel": "web"})
+def test_a_recursive_schema_is_validated_at_every_depth(gw: GatewayProcess) -> None:
+    """OrderLine.components is a list of OrderLine: an error three bundles deep is found and pointed at."""
+    from tests.e2e.test_governed_call import ORDER
+
+    line = {"sku": "SKU-1001", "quantity": 1, "unitPrice": {"amount": "1.00", "currency": "EUR"}}
+    nested = {**line, "components": [{**line, "components": [{**line, "quantity": 0}]}]}
+    before = gw.last_upstream_request()
+    response = gw.client.post("/erp.sales-orders/v1/orders", json={**ORDER, "lines": [nested]})
     assert response.status_code == 400
-    Reliability.record("gateway", "a request against a recursive schema (OrderLine.components)",
-                       status_of(response) + " listing the missing fields; no recursion error")
+    pointers = [e["pointer"] for e in response.json()["errors"]]
+    assert pointers == ["/lines/0/components/0/components/0/quantity"]
+    assert gw.last_upstream_request() == before
+    Reliability.record("gateway", "an error three levels deep in a recursive schema (OrderLine.components)",
+                       status_of(response) + " pointing at /lines/0/components/0/components/0/quantity")
 
 
 GATEWAY_BODIES = [
