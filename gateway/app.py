@@ -230,7 +230,7 @@ def problem_response(request: Request[Any, Any, Any], exc: Exception) -> Respons
     correlation_id = request.scope.get("state", {}).get("correlation_id", "")
     if isinstance(exc, RegistryError):
         status, title, detail, errors = exc.status, exc.title, exc.detail, exc.errors or None
-        slug = _SLUGS.get(status, "error")
+        slug = exc.slug or _SLUGS.get(status, "error")
     elif isinstance(exc, HTTPException):
         status, title, detail = exc.status_code, exc.detail, exc.detail
         extra = exc.extra if isinstance(exc.extra, list) else [exc.extra] if exc.extra else []

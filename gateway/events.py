@@ -2,7 +2,7 @@
 
     POST /events/{c}/v{m}                  publish (structured, binary or batch): 202 receipts, 200 duplicates
     GET  /events/{c}/v{m}?group=G&count=N  read through the caller's consumer group G (never blocks)
-    POST /events/{c}/v{m}/ack              {"group": G, "ids": [...]}: acknowledge entries
+    POST /events/{c}/v{m}/ack              {"group": G, "ids": [...]}: acknowledge entries (`replay:<id>` ones too)
     GET  /events/{c}/v{m}/asyncapi.json    the contract's AsyncAPI 3.0 document
 
 Like governed calls, this is plain ASGI with everything compiled when contracts load: the
@@ -32,7 +32,7 @@ from policies.correlation_id import CorrelationIdPolicy
 from policies.errors import GatewayProblem
 from policies.events_dead_letters import DeadLetters
 from policies.events_envelope import EventValidator, parse
-from policies.events_stream import BACKEND_ERRORS, EventStream, StreamKeys
+from policies.events_stream import BACKEND_ERRORS, EventStream, StreamKeys, valid_id
 from policies.observability import ObservabilityPolicy
 from policies.rate_limit import RateLimitPolicy
 from registry import asyncapi
@@ -50,7 +50,9 @@ class AckRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The body of an acknowledgement."""
 
     group: Annotated[str, msgspec.Meta(pattern=_NAME)]
-    ids: Annotated[list[Annotated[str, msgspec.Meta(pattern=r"^\d{1,20}-\d{1,20}$")]], msgspec.Meta(max_length=1000)]
+    ids: Annotated[list[Annotated[str, msgspec.Meta(pattern=r"^(replay:)?\d{1,20}-\d{1,20}$")]],
+                   msgspec.Meta(max_length=1000)]
+    """Stream ids as delivered: `<ms>-<seq>`, or `replay:<ms>-<seq>` for an entry replayed to the group."""
 
 
 class EventOperation(msgspec.Struct, frozen=True):
@@ -276,6 +278,11 @@ class EventsGateway:
             raise GatewayProblem(400, "invalid-body", "Invalid acknowledgement",
                                  'send {"group": "<group>", "ids": ["<stream id>", …]}',
                                  errors=[{"in": "body", "pointer": "", "message": str(exc)}]) from None
+        errors = [{"in": "body", "pointer": f"/ids/{i}", "message": "both parts of a stream id must be below 2^64"}
+                  for i, entry_id in enumerate(request.ids) if not valid_id(entry_id)]
+        if errors:  # Redis would refuse them with an error, which must not look like an outage (503)
+            raise GatewayProblem(400, "invalid-body", "Invalid acknowledgement", "an id is out of range",
+                                 errors=errors)
         acknowledged = await self.stream.ack(route.keys, f"{caller}:{request.group}", request.ids)
         self.counter.labels(route.contract.name, str(route.version.major), "acknowledged").inc(acknowledged)
         return 200, msgspec.json.encode({"group": request.group, "acknowledged": acknowledged})

@@ -1,4 +1,4 @@
-"""Operator tools on an event stream: dead letters (list, inspect, replay) and consumer groups (rewind).
+"""Operator tools on an event stream: dead letters (list, inspect, replay) and consumer groups (rewind, replay a range).
 
 A dead letter has a `reason`:
 
@@ -8,6 +8,13 @@ A dead letter has a `reason`:
                      again as it was (same govgatesequence), for the consumers whose fix is deployed.
 
 Taking the dead letter and appending happen in one script, so two replays never append twice.
+
+A consumer group gets entries again in one of two ways:
+
+    rewind         XGROUP SETID to just before a time: everything stored since is delivered again, in stream
+                   order. O(1), but it cannot stop before the end of the stream.
+    range replay   one script copies the entries of [from, to] into the group's replay queue (all of them, or
+                   none when there are more than a limit); reads serve that queue before the stream.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from typing import Any, Literal
 import msgspec
 
 from policies.events_envelope import EventValidator
-from policies.events_stream import EventStream, StreamKeys, entry_fields, as_text
+from policies.events_stream import EventStream, StreamKeys, as_text, entry_fields
 
 Outcome = Literal["appended", "duplicate", "still-invalid", "gone"]
 ALL = 18446744073709551615  # the largest sequence part of a stream id
@@ -31,6 +38,41 @@ if tonumber(ARGV[2]) > 0 then
   return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
 end
 return redis.call('XADD', KEYS[1], '*', unpack(fields))
+"""
+
+# KEYS[1] stream, KEYS[2] the group's replay queue. ARGV[1] group, ARGV[2] first id, ARGV[3] last id, ARGV[4] limit.
+# Copies every entry of [first, last] into the queue, with `replay_of` = its stream id; or nothing when more than
+# `limit` are in the range. Returns {queued, first copied id, last copied id}, or {-1} when over the limit.
+# Both passes go a chunk at a time: one XRANGE of 100,000 entries would hold them all in Lua's memory at once.
+REPLAY_RANGE_LUA = """
+local group, first, last, limit, chunk = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), 1000
+local n, cursor, want, entries = 0, first, 0, nil
+repeat
+  want = math.min(chunk, limit + 1 - n)
+  entries = redis.call('XRANGE', KEYS[1], cursor, last, 'COUNT', want)
+  n = n + #entries
+  if n > limit then return {-1} end
+  if #entries > 0 then cursor = '(' .. entries[#entries][1] end
+until #entries < want
+if n == 0 then return {0} end
+if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('XGROUP', 'CREATE', KEYS[2], group, '0', 'MKSTREAM') end
+local copied_first, copied_last
+cursor = first
+repeat
+  entries = redis.call('XRANGE', KEYS[1], cursor, last, 'COUNT', chunk)
+  for _, e in ipairs(entries) do
+    local fields = e[2]
+    fields[#fields + 1] = 'replay_of'
+    fields[#fields + 1] = e[1]
+    redis.call('XADD', KEYS[2], '*', unpack(fields))
+  end
+  if #entries > 0 then
+    copied_first = copied_first or entries[1][1]
+    copied_last = entries[#entries][1]
+    cursor = '(' .. copied_last
+  end
+until #entries < chunk
+return {n, copied_first, copied_last}
 """
 
 
@@ -69,6 +111,16 @@ class GroupInfo(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     pending: int
     last_delivered_id: str
     lag: int | None
+    replay_queued: int
+    """Entries replayed to the group (a range replay) that it has not acknowledged yet."""
+
+
+class RangeReplayed(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
+    """What a range replay queued for a group: how many entries, the stream ids of the first and the last."""
+
+    queued: int
+    first_id: str | None = None
+    last_id: str | None = None
 
 
 class DeadLetters:
@@ -78,6 +130,7 @@ class DeadLetters:
         self.stream = stream
         self.redis = stream.redis
         self.redeliver = self.redis.register_script(REDELIVER_LUA)
+        self.replay_range_script = self.redis.register_script(REPLAY_RANGE_LUA)
 
     async def list(self, keys: StreamKeys, *, after: str | None = None, limit: int = 100) -> list[DeadLetter]:
         """Dead letters oldest first, after the id `after` (exclusive)."""
@@ -132,19 +185,38 @@ class DeadLetters:
         return outcomes
 
     async def groups(self, keys: StreamKeys) -> list[GroupInfo]:
-        """The stream's consumer groups with what they have pending and how far behind they are."""
+        """The stream's consumer groups with what they have pending, how far behind they are and what is replayed."""
         if not await self.redis.exists(keys.stream):
             return []
+        groups = await self.redis.xinfo_groups(keys.stream)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for g in groups:
+                pipe.xlen(keys.replay(as_text(g["name"])))
+            queued = await pipe.execute()
         return [GroupInfo(name=as_text(g["name"]), consumers=int(g["consumers"]), pending=int(g["pending"]),
                           last_delivered_id=as_text(g["last-delivered-id"]),
-                          lag=None if g.get("lag") is None else int(g["lag"]))
-                for g in await self.redis.xinfo_groups(keys.stream)]
+                          lag=None if g.get("lag") is None else int(g["lag"]), replay_queued=int(n))
+                for g, n in zip(groups, queued, strict=True)]
 
     async def rewind(self, keys: StreamKeys, group: str, from_ms: int) -> str:
         """Deliver every entry from `from_ms` on to `group` again; the group's new last-delivered id."""
         last = f"{from_ms - 1}-{ALL}" if from_ms > 0 else "0-0"
         await self.redis.xgroup_setid(keys.stream, group, last)
         return last
+
+    async def replay_range(self, keys: StreamKeys, group: str, from_ms: int, to_ms: int, *,
+                           limit: int) -> RangeReplayed | None:
+        """Queue the entries stored in [from_ms, to_ms] for `group` alone; None (nothing queued) if over `limit`."""
+        if to_ms < 0:
+            return RangeReplayed(queued=0)
+        reply = await self.replay_range_script(keys=[keys.stream, keys.replay(group)],
+                                               args=[group, f"{max(from_ms, 0)}-0", f"{to_ms}-{ALL}", limit])
+        queued = int(reply[0])
+        if queued < 0:
+            return None
+        if queued == 0:
+            return RangeReplayed(queued=0)
+        return RangeReplayed(queued=queued, first_id=as_text(reply[1]), last_id=as_text(reply[2]))
 
 
 def _dead_letter(entry_id: Any, raw: Any) -> DeadLetter:

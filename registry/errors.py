@@ -18,6 +18,8 @@ class RegistryError(Exception):
 
     status = 400
     title = "Bad request"
+    slug: str | None = None
+    """The problem type's name, when the status alone does not say it (see gateway/app.py)."""
 
     def __init__(self, detail: str, errors: list[str] | None = None) -> None:
         super().__init__(detail)
