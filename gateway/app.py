@@ -143,19 +143,30 @@ def create_app(config: GatewayConfig) -> Litestar:
         request_max_body_size=None,  # the registry and the gateway enforce their own limits
         debug=False,
     )
-    app.asgi_handler = dispatch(app.asgi_handler, gateway, events)
+    app.asgi_handler = dispatch(app.asgi_handler, gateway, events, max_header_bytes=config.max_header_bytes)
     return app
 
 
-def dispatch(litestar_handler: ASGIApp, gateway: Gateway, events: ASGIApp | None = None) -> ASGIApp:
+def dispatch(litestar_handler: ASGIApp, gateway: Gateway, events: ASGIApp | None = None, *,
+             max_header_bytes: int = 32 * 1024) -> ASGIApp:
     """Governed calls go straight to the gateway; the registry and probes go through Litestar's router.
 
     A Litestar mount at "/" would shadow the registry's path-parameter routes, and the hot path
-    gains nothing from Litestar's per-request machinery.
+    gains nothing from Litestar's per-request machinery. Oversized headers are refused here,
+    for every path, before anything reads them.
     """
 
     async def handler(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and events is not None and scope["path"].startswith(EVENTS_PREFIX):
+        if scope["type"] == "http" and sum(len(n) + len(v) for n, v in scope["headers"]) > max_header_bytes:
+            correlation = gateway.correlation.assign({})
+            body = problem_body(431, "header-too-large", "Request header fields too large",
+                                f"request headers are limited to {max_header_bytes} bytes in all",
+                                correlation_id=correlation, instance=scope["path"][:512])
+            await send({"type": "http.response.start", "status": 431, "headers": [
+                (b"content-type", PROBLEM_MEDIA_TYPE.encode()), (gateway.correlation_header, correlation.encode()),
+                (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+            await send({"type": "http.response.body", "body": body})
+        elif scope["type"] == "http" and events is not None and scope["path"].startswith(EVENTS_PREFIX):
             await events(scope, receive, send)  # CloudEvents ingestion and consumer groups (gateway/events.py)
         elif scope["type"] == "http" and not scope["path"].startswith(OWN_PATHS):
             await gateway(scope, receive, send)

@@ -52,9 +52,11 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     store: str = "sqlite:///.govgate/registry.db"
     """Registry store URL."""
     max_body_bytes: Annotated[int, msgspec.Meta(gt=0)] = 1024 * 1024
+    """Larger request bodies are refused with 413 before the upstream sees them."""
     body_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 15.0
     """A request body that has not fully arrived by then is answered with 408."""
-    """Larger request bodies are refused with 413 before the upstream sees them."""
+    max_header_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 32 * 1024
+    """Requests whose header names and values add up to more are refused with 431 (nginx allows 4 × 8 KB)."""
     upstreams: dict[str, UpstreamConfig] = {}
     """Upstreams by the name contracts use in their `upstream` field."""
     state: StateConfig = StateConfig()
