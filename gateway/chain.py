@@ -105,9 +105,9 @@ class ChainBuilder:
             self.metrics.set_in_flight(name, guard.in_flight)
 
     async def close(self) -> None:
-        """Close the shared Redis connection."""
-        if self.redis is not None:
-            await self.redis.aclose()
+        """Close the shared Redis connection and the rate limiter's own."""
+        if isinstance(self.limiter, RedisLimiter):
+            await self.limiter.aclose()
 
 
 def _redis(config: GatewayConfig) -> Any:

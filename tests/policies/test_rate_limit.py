@@ -134,9 +134,9 @@ def test_memory_limiter_is_atomic_under_concurrent_acquires() -> None:
 
 def test_redis_burst_then_one_per_interval(redis_url: str, redis_prefix: str) -> None:
     async def scenario() -> None:
-        redis = Redis.from_url(redis_url)
+        limiter = RedisLimiter(Redis.from_url(redis_url), redis_prefix)
+        redis = limiter.redis
         try:
-            limiter = RedisLimiter(redis, redis_prefix)
             decisions = [await limiter.acquire("k", 20.0, 5, None) for _ in range(5)]
             assert [d.allowed for d in decisions] == [True] * 5
             assert [d.remaining for d in decisions] == [4, 3, 2, 1, 0]
@@ -150,16 +150,16 @@ def test_redis_burst_then_one_per_interval(redis_url: str, redis_prefix: str) ->
             assert keys == [f"{redis_prefix}{{k}}:gcra"]
             assert 0 < await redis.pttl(keys[0]) <= 250
         finally:
-            await redis.aclose()
+            await limiter.aclose()
 
     run(scenario())
 
 
 def test_redis_quota_counts_only_admitted_requests(redis_url: str, redis_prefix: str) -> None:
     async def scenario() -> None:
-        redis = Redis.from_url(redis_url)
+        limiter = RedisLimiter(Redis.from_url(redis_url), redis_prefix)
+        redis = limiter.redis
         try:
-            limiter = RedisLimiter(redis, redis_prefix)
             admitted = 0
             while admitted < 3:
                 decision = await limiter.acquire("q", 50.0, 1, 3)
@@ -178,7 +178,7 @@ def test_redis_quota_counts_only_admitted_requests(redis_url: str, redis_prefix:
             assert int(await redis.get(quota_key)) == 3
             assert await redis.expiretime(quota_key) == next_day + 3600
         finally:
-            await redis.aclose()
+            await limiter.aclose()
 
     run(scenario())
 
@@ -222,7 +222,7 @@ def test_redis_200_concurrent_acquires_admit_exactly_the_burst(redis_url: str, r
                 assert int(await redis.get(f"{redis_prefix}{{{key}}}:quota:" + await server_day(redis))) == 20
         finally:
             await redis.aclose()
-            await pooled.redis.aclose()
+            await pooled.aclose()
 
     run(scenario())
 
@@ -237,12 +237,13 @@ def test_redis_limiter_reloads_a_script_the_server_forgot(redis_url: str, redis_
         redis = Redis.from_url(redis_url)
         try:
             limiter = RedisLimiter(redis, redis_prefix)
-            real_sha = limiter.script.sha
-            limiter.script.sha = "0" * 40  # what the server answers after SCRIPT FLUSH or a failover: NOSCRIPT
             assert (await limiter.acquire("n", 10.0, 2, None)).allowed
-            assert limiter.script.sha == real_sha
+            await redis.script_flush()  # what a restart without persistence or a failover does: NOSCRIPT
+            assert (await limiter.acquire("n", 10.0, 2, None)).allowed
+            assert await redis.script_exists(limiter.script.sha) == [True]  # loaded again, for the next call
+            assert not (await limiter.acquire("n", 10.0, 2, None)).allowed  # the same state: burst 2 used up
         finally:
-            await redis.aclose()
+            await limiter.aclose()
 
     run(scenario())
 
@@ -324,7 +325,7 @@ def test_policy_on_real_redis(redis_url: str, redis_prefix: str) -> None:
         with pytest.raises(GatewayProblem) as problem:
             await limited.on_request(context(caller))
         assert problem.value.status == 429 and problem.value.headers == {"Retry-After": "1"}
-        await limiter.redis.aclose()
+        await limiter.aclose()
 
     run(scenario())
 
@@ -347,7 +348,7 @@ def test_failure_mode_when_redis_does_not_answer(mode: str, caplog: pytest.LogCa
                 assert (problem.value.status, problem.value.slug) == (503, "rate-limit-unavailable")
                 assert problem.value.headers == {"Retry-After": "1"}
         finally:
-            await limiter.redis.aclose()
+            await limiter.aclose()
         assert ctx.add_headers == []
         assert time.monotonic() - started < 2  # fails fast: no long retry backoff
 
@@ -372,7 +373,7 @@ async def main(url, prefix, go, seconds, rate, burst):
         sent += 1
         await asyncio.sleep(0.02)
     end = await redis.time()
-    await redis.aclose()
+    await limiter.aclose()
     print(json.dumps({"admitted": admitted, "sent": sent, "start": start[0] + start[1] / 1e6,
                       "end": end[0] + end[1] / 1e6}))
 
