@@ -15,7 +15,7 @@ from typing import Any
 from litestar.types import Receive, Scope, Send
 
 from gateway.problems import PROBLEM_MEDIA_TYPE, problem_body
-from gateway.routing import RoutingTable
+from gateway.routing import Route, RoutingTable
 from gateway.upstream import Upstream
 from policies.context import RequestContext
 from policies.correlation_id import CorrelationIdPolicy
@@ -23,6 +23,14 @@ from policies.errors import GatewayProblem
 
 log = logging.getLogger("govgate.gateway")
 BODY_TIMEOUT_SECONDS = 15.0
+
+
+class _Stopped(Exception):
+    """A request ended with a problem after `reached` policies ran."""
+
+    def __init__(self, reached: int, problem: GatewayProblem) -> None:
+        self.reached = reached
+        self.problem = problem
 
 
 class Gateway:
@@ -58,38 +66,42 @@ class Gateway:
         )
         ctx.correlation_id = self.correlation.assign(headers)
         try:
-            await self._handle(ctx, receive)
-        except GatewayProblem as problem:
-            await send_problem(send, problem, ctx, self.correlation_header, path)
-            return
-        except Exception:  # a bug: answer with a problem, keep the process up
-            log.exception("unexpected error", extra={"correlation_id": ctx.correlation_id})
-            await send_problem(send, GatewayProblem(500, "internal-error", "Internal error",
-                                                     "the gateway failed; quote the correlation id"),
-                                ctx, self.correlation_header, path)
-            return
-        response_headers = [(k.encode("latin-1"), _public_location(k, v, ctx.route.prefix).encode("latin-1"))
-                            for k, v in ctx.response_headers if k.lower() != "x-correlation-id"]
-        response_headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in ctx.add_headers)
-        response_headers.append((self.correlation_header, ctx.correlation_id.encode()))
-        response_headers.append((b"content-length", str(len(ctx.response_body)).encode()))
-        await send({"type": "http.response.start", "status": ctx.response_status, "headers": response_headers})
-        await send({"type": "http.response.body", "body": ctx.response_body})
-
-    async def _handle(self, ctx: RequestContext, receive: Receive) -> None:
-        try:
-            route, path_params, operation_path = self.table.match(ctx.path, ctx.method)
+            route, path_params, operation_path = self.table.match(path, ctx.method)
         except GatewayProblem as problem:
             self.unrouted(problem.status)
-            raise
+            await send_problem(send, problem, ctx, self.correlation_header, path)
+            return
         ctx.route = route
         ctx.path = ctx.raw_path = operation_path
         ctx.path_params = path_params
         reached = -1  # the last policy whose on_request ran: only those finish
         try:
-            ctx.body = await self._read_body(ctx.headers, receive)
-            for index, on_request in route.requests:
-                reached = index
+            try:
+                reached = await self._handle(ctx, route, receive)
+            except _Stopped as stopped:
+                reached = stopped.reached
+                problem = stopped.problem
+                ctx.problem, ctx.response_status = problem, problem.status
+                await send_problem(send, problem, ctx, self.correlation_header, path)
+            else:
+                await self._send(send, ctx, route)
+        finally:
+            for index, on_finish in route.finishes:
+                if index <= reached:
+                    await self._finish(on_finish, ctx)
+            for index, on_finish in route.records:  # after the answer: they only count and log
+                if index <= reached:
+                    await self._finish(on_finish, ctx)
+
+    async def _handle(self, ctx: RequestContext, route: Route, receive: Receive) -> int:
+        """Run the chain and the upstream call; the index of the last policy whose on_request ran."""
+        reached = -1
+        body = asyncio.ensure_future(self._read_body(ctx.headers, receive))
+        try:
+            for reached, on_request in route.requests:
+                if on_request is None:  # the next policy reads the body: the ones before ran while it arrived
+                    ctx.body = await body
+                    continue
                 outcome = on_request(ctx)
                 if outcome is not None:
                     await outcome
@@ -104,16 +116,26 @@ class Gateway:
                 if outcome is not None:
                     await outcome
         except GatewayProblem as problem:
-            ctx.problem, ctx.response_status = problem, problem.status
-            raise
-        except Exception:
-            ctx.response_status = 500
-            ctx.problem = GatewayProblem(500, "internal-error", "Internal error", "the gateway failed")
-            raise
+            raise _Stopped(reached, problem) from None
+        except Exception:  # a bug: answer with a problem, keep the process up
+            log.exception("unexpected error", extra={"correlation_id": ctx.correlation_id})
+            raise _Stopped(reached, GatewayProblem(500, "internal-error", "Internal error",
+                                                   "the gateway failed; quote the correlation id")) from None
         finally:
-            for index, on_finish in route.finishes:
-                if index <= reached:
-                    await self._finish(on_finish, ctx)
+            if not body.done():  # answered before the body was needed
+                body.cancel()
+            elif not body.cancelled():
+                body.exception()  # retrieved: an early answer makes a failed read moot
+        return reached
+
+    async def _send(self, send: Send, ctx: RequestContext, route: Route) -> None:
+        response_headers = [(k.encode("latin-1"), _public_location(k, v, route.prefix).encode("latin-1"))
+                            for k, v in ctx.response_headers if k.lower() != "x-correlation-id"]
+        response_headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in ctx.add_headers)
+        response_headers.append((self.correlation_header, ctx.correlation_id.encode()))
+        response_headers.append((b"content-length", str(len(ctx.response_body)).encode()))
+        await send({"type": "http.response.start", "status": ctx.response_status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": ctx.response_body})
 
     def _upstream(self, route: Any) -> Upstream:
         upstream = self.upstreams.get(route.upstream or "")

@@ -27,7 +27,7 @@ class Route:
     """One operation of one published version, with everything a request needs."""
 
     __slots__ = ("contract", "version", "major", "method", "template", "operation_id", "upstream", "chain",
-                 "operation", "prefix", "requests", "responses", "finishes")
+                 "operation", "prefix", "requests", "responses", "finishes", "records")
 
     def __init__(self, contract: str, version: str, major: int, method: str, template: str,
                  operation_id: str, upstream: str | None, chain: Sequence[Policy],
@@ -42,11 +42,18 @@ class Route:
         self.chain = tuple(chain)
         self.operation = operation or {}  # the operation object of the published document
         self.prefix = f"/{contract}/v{major}"  # the gateway path of the API, e.g. /erp.sales-orders/v1
-        # each phase, in the order the gateway calls it, with the policies that skip it left out
-        self.requests = tuple((i, p.on_request) for i, p in enumerate(self.chain) if overrides(p, "on_request"))
+        # each phase, in the order the gateway calls it, with the policies that skip it left out. In
+        # `requests`, (index, None) marks where the body is awaited: before the first policy that reads
+        # it, so that the ones before (authentication, the rate limit's round trip) overlap its arrival.
+        # `finishes` run before the answer is sent, `records` after it.
+        body_at = next((i for i, p in enumerate(self.chain) if p.reads_body), len(self.chain))
+        on_request = [(i, p.on_request) for i, p in enumerate(self.chain) if overrides(p, "on_request")]
+        self.requests = (*((i, f) for i, f in on_request if i < body_at), (body_at - 1, None),
+                         *((i, f) for i, f in on_request if i >= body_at))
         self.responses = tuple(p.on_response for p in reversed(self.chain) if overrides(p, "on_response"))
-        self.finishes = tuple((i, p.on_finish) for i, p in reversed(list(enumerate(self.chain)))
-                              if overrides(p, "on_finish"))
+        on_finish = [(i, p) for i, p in reversed(list(enumerate(self.chain))) if overrides(p, "on_finish")]
+        self.finishes = tuple((i, p.on_finish) for i, p in on_finish if not p.only_records)
+        self.records = tuple((i, p.on_finish) for i, p in on_finish if p.only_records)
 
 
 class _PathEntry:

@@ -77,6 +77,12 @@ class RequestContext:
 class Policy:
     """Base of every policy: the phases it does not override cost nothing (they are skipped)."""
 
+    reads_body = False
+    """on_request needs `ctx.body`. The policies before the first one that does run while the body
+    arrives, so that an authentication or rate-limit round trip overlaps the body read."""
+    only_records = False
+    """on_finish only records (metrics, logs, usage), so it runs after the client has its answer."""
+
     def on_request(self, ctx: RequestContext) -> Awaitable[None] | None:
         """Inspect or annotate the request before the upstream sees it."""
         return None

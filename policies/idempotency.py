@@ -248,6 +248,8 @@ class _Claim(msgspec.Struct):
 class IdempotencyPolicy(Policy):
     """Answers a retried POST or PATCH with the response of its first attempt."""
 
+    reads_body = True
+
     def __init__(self, config: IdempotencyConfig, store: IdempotencyStore, *, contract: str, major: int,
                  operation_id: str) -> None:
         self.config = config

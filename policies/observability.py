@@ -196,6 +196,8 @@ class UsageRecorder:
 class ObservabilityPolicy(Policy):
     """Counts, times, logs and records usage of every request of its route."""
 
+    only_records = True
+
     def __init__(self, config: ObservabilityConfig, metrics: Metrics, usage: UsageRecorder, *,
                  upstream: str | None) -> None:
         self.metrics = metrics if config.metrics else None

@@ -155,6 +155,8 @@ class OperationValidator:
 class RequestValidationPolicy(Policy):
     """Rejects (or, in report mode, logs) requests that break the contract."""
 
+    reads_body = True
+
     def __init__(self, config: RequestValidationConfig, validator: OperationValidator) -> None:
         self.mode = config.mode
         self.validator = validator

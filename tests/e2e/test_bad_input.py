@@ -182,6 +182,20 @@ def test_a_body_that_stalls_half_way_times_out(gw: GatewayProcess) -> None:
     Reliability.record("gateway", "a body that stalls half-way (slowloris)", "408 body-timeout after 1.5 s")
 
 
+def test_a_caller_without_a_valid_token_is_refused_before_its_body_arrives(gw: GatewayProcess) -> None:
+    port = int(gw.url.rsplit(":", 1)[1])
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /erp.sales-orders/v1/orders HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000000\r\nAuthorization: Bearer not-a-token\r\n\r\n")  # and no body
+        answer = sock.recv(65536).decode("latin-1")
+    assert answer.startswith("HTTP/1.1 401"), answer[:200]
+    assert time.monotonic() - started < 1  # not after the body timeout (1.5 s here): the body was never needed
+    alive(gw)
+    Reliability.record("gateway", "an unauthenticated upload that never sends its body",
+                       "401 at once: authentication and the rate limit run while the body arrives")
+
+
 def test_forwarded_for_spoofing_does_not_dodge_rate_limits(gw: GatewayProcess) -> None:
     gw.admin.post("/registry/plans", json={"name": "tiny", "rate_per_second": 1, "burst": 2})
     gw.admin.post("/registry/consumers", json={"id": "channel-spoof", "plan": "tiny", "scopes": ["inventory:read"]})
