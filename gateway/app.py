@@ -177,7 +177,7 @@ def dispatch(litestar_handler: ASGIApp, gateway: Gateway, events: ASGIApp | None
 
 
 def from_environment() -> Litestar:
-    """App factory for a server that imports by name (granian): config from the environment."""
+    """App factory for a server that imports by name: config from the environment."""
     raw = os.environ.get(CONFIG_ENV)
     config = msgspec.json.decode(raw, type=GatewayConfig) if raw else GatewayConfig()
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")

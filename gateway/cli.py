@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
     serve.add_argument("--config", type=Path, help="YAML configuration file (see docs/configuration.md)")
-    serve.add_argument("--server", choices=["granian", "uvicorn"], help="ASGI server (default granian)")
+    serve.add_argument("--server", choices=["uvicorn", "granian"], help="ASGI server (default uvicorn)")
     diff = commands.add_parser(
         "diff", help="compare two contract documents and report breaking changes",
         description="Compare two OpenAPI 3.0/3.1 documents (or two JSON Schemas of an event) offline. "

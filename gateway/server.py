@@ -13,14 +13,15 @@ from gateway.config import GatewayConfig
 def serve(config: GatewayConfig) -> None:
     """Serve until interrupted. The worker builds the app from the config in the environment."""
     os.environ[CONFIG_ENV] = msgspec.json.encode(config).decode()
-    if config.server == "granian":
+    if config.server == "uvicorn":
+        import uvicorn
+
+        # loop and http "auto": uvloop and httptools, both dependencies (docs/benchmarks.md)
+        uvicorn.run("gateway.app:from_environment", factory=True, host=config.host, port=config.port,
+                    log_level=config.log_level, access_log=False, backlog=2048)
+    else:
         from granian import Granian
         from granian.constants import Interfaces
 
         Granian("gateway.app:from_environment", factory=True, address=config.host, port=config.port,
                 interface=Interfaces.ASGI, workers=1, log_level=config.log_level, backlog=2048).serve()
-    else:
-        import uvicorn
-
-        uvicorn.run("gateway.app:from_environment", factory=True, host=config.host, port=config.port,
-                    log_level=config.log_level, access_log=False, backlog=2048)

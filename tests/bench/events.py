@@ -1,6 +1,6 @@
 """Event ingestion throughput: `POST /events/{contract}/v{major}` on one gateway worker, into docs/benchmarks.md.
 
-A real gateway process (granian, one worker, Redis state) takes `inventory.adjusted` CloudEvents from
+A real gateway process (uvicorn, one worker, Redis state) takes `inventory.adjusted` CloudEvents from
 a producer with a JWT: authentication, authorization, the Redis rate limit, envelope and data
 validation (jsonschema-rs), de-duplication on (source, id), the per-subject sequence and the durable
 append in one Lua script, all before the 202. Every event has a fresh id, so each one is checked
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     process = None
     try:
         token = seed(workdir, consumer="bench-wms", scope="events:publish", contract="events.inventory-adjusted")
-        config = {"store": f"sqlite:///{workdir}/registry.db", "server": "granian", "max_body_bytes": 4 * 1048576,
+        config = {"store": f"sqlite:///{workdir}/registry.db", "server": "uvicorn", "max_body_bytes": 4 * 1048576,
                   "tokens": {"signing_key_file": str(workdir / "signing-key.pem")},
                   "state": {"backend": "redis", "redis_url": args.redis_url, "key_prefix": prefix},
                   "observability": {"access_log": False}}
@@ -177,7 +177,7 @@ def render(rounds: dict[str, list[dict[str, float]]], args: argparse.Namespace, 
     """The section for docs/benchmarks.md."""
     lines = [MARKER, "## Event ingestion: CloudEvents into Redis Streams", "",
              f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores ({platform.machine()}, "
-             f"Python {platform.python_version()}), one gateway worker (granian), Redis on the same machine, load "
+             f"Python {platform.python_version()}), one gateway worker (uvicorn), Redis on the same machine, load "
              f"from {args.tool}. `POST /events/events.inventory-adjusted/v1`, "
              f"every event with a fresh id: JWT, Redis rate limit, envelope + data validation, de-duplication, "
              f"per-subject sequence and XADD in one Lua script, then 202. {args.rounds} interleaved rounds of "

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import READ_TIMEOUT, GatewayProcess
+from tests.e2e.conftest import READ_TIMEOUT, GatewayProcess, running_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -175,3 +175,15 @@ def test_upstream_answers_pass_through_unchanged(gateway: GatewayProcess) -> Non
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["correlationId"] == "c-404"
+
+
+def test_the_governed_call_also_runs_under_granian(tmp_path_factory: pytest.TempPathFactory, sample_erp: str,
+                                                   catalog: list[dict]) -> None:
+    """The other server `server:` offers (the default is uvicorn): the same call, answer and headers."""
+    with running_gateway(tmp_path_factory.mktemp("granian"), sample_erp, catalog, server="granian") as granian:
+        response = granian.client.post("/erp.sales-orders/v1/orders", json=ORDER, headers={"X-Correlation-ID": "g-1"})
+        assert response.status_code == 201, response.text
+        assert response.headers["x-correlation-id"] == "g-1" and "ratelimit" in response.headers
+        assert response.headers["location"].startswith("/erp.sales-orders/v1/orders/")
+        invalid = granian.client.post("/erp.sales-orders/v1/orders", json=order(lines=[]))
+        assert invalid.status_code == 400 and invalid.headers["content-type"] == "application/problem+json"
