@@ -41,6 +41,7 @@ class RedisScript(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.connecting: asyncio.Future[None] | None = None
         self.waiting: deque[asyncio.Future[Any]] = deque()
+        self.outbox: list[bytes] = []  # commands not yet written
         self.reader = hiredis.Reader()
 
     async def __call__(self, *, keys: list[str], args: list[Any]) -> Any:
@@ -69,10 +70,18 @@ class RedisScript(asyncio.Protocol):
         if self.transport is None:  # lost between connecting and sending
             raise RedisConnectionError("connection to Redis lost")
         encoded = [p if isinstance(p, bytes) else str(p).encode() for p in parts]
-        self.transport.write(b"*%d\r\n%s" % (len(encoded), b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in encoded)))
-        waiter = asyncio.get_running_loop().create_future()
+        self.outbox.append(b"*%d\r\n%s" % (len(encoded), b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in encoded)))
+        loop = asyncio.get_running_loop()
+        if len(self.outbox) == 1:  # the commands of one loop iteration leave in one write (one syscall)
+            loop.call_soon(self._flush)
+        waiter = loop.create_future()
         self.waiting.append(waiter)
         return waiter
+
+    def _flush(self) -> None:
+        outbox, self.outbox = self.outbox, []
+        if self.transport is not None:  # else connection_lost has failed their callers
+            self.transport.write(b"".join(outbox))
 
     async def _connect(self) -> None:
         if self.connecting is None:  # one connection attempt, however many callers wait for it
@@ -138,6 +147,7 @@ class RedisScript(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self.outbox = []  # their callers fail below; a new connection must not carry them
         self._fail(RedisConnectionError(f"connection to Redis lost: {exc or 'closed'}"))
 
     def _fail(self, exc: Exception) -> None:
