@@ -19,7 +19,7 @@ from litestar.params import Parameter
 
 from gateway.events import EventRoute, EventsGateway
 from policies.events_dead_letters import DeadLetter, GroupInfo, Replayed
-from policies.events_stream import BACKEND_ERRORS, StreamKeys
+from policies.events_stream import BACKEND_ERRORS, StreamKeys, valid_id
 from registry.api import PROBLEMS, Problem
 from registry.audit import AuditEntry
 from registry.auth import ADMINS, identity
@@ -105,6 +105,13 @@ def _served(events: EventsGateway, contract: str, version: str) -> tuple[EventRo
     return route, route.keys
 
 
+def _checked(entry_id: str | None) -> str | None:
+    """A stream id Redis accepts (the path pattern allows 20 digits, Redis 64 bits): 400, not a 503."""
+    if entry_id is not None and not valid_id(entry_id):
+        raise InvalidRequest(f"{entry_id!r} is not a stream id: both parts must be below 2^64")
+    return entry_id
+
+
 async def _audit(registry: Registry, request: Request[Any, Any, Any], action: str, target: str, after: Any,
                  reason: str) -> None:
     actor = (await identity(request)).subject
@@ -119,7 +126,7 @@ async def list_dead_letters(events: EventsGateway, contract: str, version: str,
                             limit: Annotated[int, Parameter(ge=1, le=1000)] = 100) -> list[DeadLetter]:
     _, keys = _served(events, contract, version)
     try:
-        return await events.dead_letters.list(keys, after=after, limit=limit)
+        return await events.dead_letters.list(keys, after=_checked(after), limit=limit)
     except BACKEND_ERRORS as exc:
         raise EventsUnavailable(str(exc)) from None
 
@@ -128,7 +135,7 @@ async def list_dead_letters(events: EventsGateway, contract: str, version: str,
 async def get_dead_letter(events: EventsGateway, contract: str, version: str, entry_id: EntryId) -> DeadLetter:
     _, keys = _served(events, contract, version)
     try:
-        letter = await events.dead_letters.get(keys, entry_id)
+        letter = await events.dead_letters.get(keys, _checked(entry_id))
     except BACKEND_ERRORS as exc:
         raise EventsUnavailable(str(exc)) from None
     if letter is None:
@@ -143,7 +150,7 @@ async def replay_dead_letter(events: EventsGateway, registry: Registry, request:
                              data: ReplayRequest | None = None) -> Replayed:
     route, keys = _served(events, contract, version)
     try:
-        outcome = await events.dead_letters.replay(keys, entry_id, route.validator)
+        outcome = await events.dead_letters.replay(keys, _checked(entry_id), route.validator)
     except BACKEND_ERRORS as exc:
         raise EventsUnavailable(str(exc)) from None
     if outcome.outcome == "gone":
