@@ -18,7 +18,7 @@ def serve(config: GatewayConfig) -> None:
 
         # loop and http "auto": uvloop and httptools, both dependencies (docs/benchmarks.md)
         uvicorn.run("gateway.app:from_environment", factory=True, host=config.host, port=config.port,
-                    log_level=config.log_level, access_log=False, backlog=2048)
+                    log_level=config.log_level, access_log=False, backlog=2048, server_header=False)
     else:
         from granian import Granian
         from granian.constants import Interfaces

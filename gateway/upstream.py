@@ -30,6 +30,9 @@ HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
     "te", "trailer", "transfer-encoding", "upgrade",
 })
+# not passed back: hop-by-hop, the length (recomputed), and Date and Server, which the gateway's server stamps
+# itself (as nginx does): one Date, and no upstream software named to clients
+_STAMPED = HOP_BY_HOP | {"content-length", "date", "server"}
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 RETRY_STATUSES = frozenset({502, 503, 504})
 # set by the gateway itself, so a client's value must not pass; `expect`: the gateway already has the body
@@ -206,7 +209,7 @@ class Upstream:
             ctx.response_status = connection.parser.get_status_code()
             ctx.response_headers = [(name, value) for name, value in (
                 (n.decode("latin-1"), v.decode("latin-1")) for n, v in connection.headers)
-                if name.lower() not in HOP_BY_HOP and name.lower() != "content-length"]
+                if name.lower() not in _STAMPED]
             ctx.response_body = b"".join(connection.chunks)
             if connection.reusable:
                 connection.idle_since = time.monotonic()

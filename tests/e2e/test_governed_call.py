@@ -76,12 +76,14 @@ def test_query_and_path_parameters_reach_the_upstream(gateway: GatewayProcess) -
 
 
 def test_hop_by_hop_headers_are_not_forwarded(gateway: GatewayProcess) -> None:
-    gateway.client.get("/wms.inventory/v1/positions", headers={
+    answer = gateway.client.get("/wms.inventory/v1/positions", headers={
         "Connection": "keep-alive, X-Internal-Hop", "X-Internal-Hop": "secret", "Proxy-Authorization": "Basic eA==",
         "X-Channel": "pos-17"})
     headers = gateway.last_upstream_request()["headers"]
     assert "x-internal-hop" not in headers and "proxy-authorization" not in headers
     assert headers["x-channel"] == "pos-17"
+    # the answer has one Date (the gateway's) and names no server software, the upstream's or its own
+    assert len(answer.headers.get_list("date")) == 1 and "server" not in answer.headers
 
 
 def _problem(response: Any, status: int) -> dict[str, Any]:
