@@ -39,6 +39,7 @@ class RedisScript(asyncio.Protocol):
         self.sha = hashlib.sha1(self.source).hexdigest()
         self.timeout = self.options.get("socket_timeout") or 1.0  # the client's own fail-fast budget
         self.transport: asyncio.Transport | None = None
+        self.ready = False  # connected, authenticated and on the right database: callers may send
         self.connecting: asyncio.Future[None] | None = None
         self.waiting: deque[asyncio.Future[Any]] = deque()
         self.outbox: list[bytes] = []  # commands not yet written
@@ -58,11 +59,12 @@ class RedisScript(asyncio.Protocol):
 
     async def close(self) -> None:
         """Close the connection; a later call opens a new one."""
+        self.ready = False
         if self.transport is not None:
             self.transport.close()
 
     async def _command(self, *parts: Any) -> Any:
-        if self.transport is None or self.transport.is_closing():
+        if not self.ready:
             await self._connect()
         return await self._send(parts)
 
@@ -114,6 +116,7 @@ class RedisScript(asyncio.Protocol):
             if isinstance(reply, hiredis.ReplyError):
                 self.transport.close()
                 raise RedisConnectionError(f"Redis refused the connection's setup: {reply}")
+        self.ready = self.transport is not None  # only now: a command sent before SELECT would hit database 0
 
     def _ssl_context(self) -> Any:
         if not self.ssl:
@@ -146,7 +149,7 @@ class RedisScript(asyncio.Protocol):
                 waiter.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
+        self.transport, self.ready = None, False
         self.outbox = []  # their callers fail below; a new connection must not carry them
         self._fail(RedisConnectionError(f"connection to Redis lost: {exc or 'closed'}"))
 

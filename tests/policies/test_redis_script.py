@@ -67,8 +67,12 @@ def test_the_database_of_the_client_url_is_used(redis_url: str, redis_prefix: st
         script = RedisScript(other, ECHO)
         key = redis_prefix + "db"
         try:
-            await script(keys=[key], args=["x"])
-            assert await other.lrange(key, 0, -1) == [b"x"] and await home.exists(key) == 0
+            calls = []
+            for n in range(100):  # callers arriving while the connection is being set up, one per loop turn
+                calls.append(asyncio.ensure_future(script(keys=[key], args=[n])))
+                await asyncio.sleep(0)
+            await asyncio.gather(*calls)
+            assert await other.llen(key) == 100 and await home.exists(key) == 0  # none before SELECT
         finally:
             await other.delete(key)
             await script.close()
