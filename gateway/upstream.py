@@ -63,7 +63,12 @@ class UpstreamConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        try:
+            port_ok = parts.port is None or parts.port > 0  # .port raises past 65535 or on letters
+        except ValueError:
+            port_ok = False
+        if (not port_ok or parts.scheme not in ("http", "https") or not parts.hostname or parts.query
+                or parts.fragment):
             raise ValueError(f"upstream url must be http(s)://host[:port][/path], not {self.url!r}")
 
 

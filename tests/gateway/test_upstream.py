@@ -234,7 +234,8 @@ def test_nothing_listening_is_502_and_idempotent_calls_are_retried() -> None:
     run(main())
 
 
-@pytest.mark.parametrize("url", ["ftp://erp.internal", "erp.internal:8000", "http://erp.internal/api?x=1", "http://"])
+@pytest.mark.parametrize("url", ["ftp://erp.internal", "erp.internal:8000", "http://erp.internal/api?x=1", "http://",
+                                 "http://erp.internal:99999", "http://erp.internal:port"])
 def test_an_upstream_url_that_cannot_be_called_is_refused_at_load(url: str) -> None:
     import msgspec
 
