@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -216,6 +217,9 @@ def _serve(args: argparse.Namespace) -> int:
         config, process = prepare(config)
     from gateway.server import serve
 
+    # uvicorn shuts down on SIGTERM, then raises the signal again: as an exception here, so that the
+    # demo's upstream below is stopped too (the default action would end the process on the spot)
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         serve(config)
     except KeyboardInterrupt:
@@ -225,6 +229,10 @@ def _serve(args: argparse.Namespace) -> int:
             process.terminate()
             process.wait(timeout=10)
     return 0
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":
