@@ -178,7 +178,7 @@ class RedisLimiter:
         self.redis = redis  # the caller's to close (await limiter.aclose() closes both)
         self.prefix = prefix
         # its own pipelined connection, where `redis` connects: the per-request call, at a third of the CPU
-        self.script = RedisScript(redis, GCRA_QUOTA_LUA)
+        self.script = RedisScript(redis, GCRA_QUOTA_LUA, name="govgate-rate-limit")
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "govgate:rl:", *, timeout: float = 0.25,

@@ -31,7 +31,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 class RedisScript(asyncio.Protocol):
     """`await script(keys=[...], args=[...])`: EVALSHA of `source`, pipelined, within the client's socket timeout."""
 
-    def __init__(self, redis: Redis, source: str) -> None:
+    def __init__(self, redis: Redis, source: str, *, name: str) -> None:
+        self.name = name  # the connection's CLIENT SETNAME, so operators can tell it apart in CLIENT LIST
         self.options = redis.connection_pool.connection_kwargs
         self.ssl = redis.connection_pool.connection_class is SSLConnection
         self.unix = redis.connection_pool.connection_class is UnixDomainSocketConnection
@@ -112,6 +113,7 @@ class RedisScript(asyncio.Protocol):
             setup.append(self._send((b"AUTH", username, password) if username else (b"AUTH", password)))
         if db:
             setup.append(self._send((b"SELECT", db)))
+        setup.append(self._send((b"CLIENT", b"SETNAME", self.name)))
         for reply in await asyncio.gather(*setup):
             if isinstance(reply, hiredis.ReplyError):
                 self.transport.close()
