@@ -60,9 +60,9 @@ def create_app(config: GatewayConfig) -> Litestar:
                         approvals=load_policy(Path(config.approval_policy) if config.approval_policy
                                               else Path(str(files("policies").joinpath("approval-policy.yaml")))))
     chain = ChainBuilder(config)
-    gateway = Gateway(correlation, upstreams, config.max_body_bytes, unrouted=chain.metrics.count_unrouted)
+    gateway = Gateway(correlation, upstreams, config.max_body_bytes, unrouted=chain.metrics.count_unrouted,
+                      body_timeout=config.body_timeout_seconds)
     events = EventsGateway(config, chain, correlation)  # /events/: CloudEvents in, consumer groups out
-    gateway.body_timeout = config.body_timeout_seconds
 
     instance = uuid.uuid4().hex
 

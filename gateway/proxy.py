@@ -25,25 +25,18 @@ log = logging.getLogger("govgate.gateway")
 BODY_TIMEOUT_SECONDS = 15.0
 
 
-class _Stopped(Exception):
-    """A request ended with a problem after `reached` policies ran."""
-
-    def __init__(self, reached: int, problem: GatewayProblem) -> None:
-        self.reached = reached
-        self.problem = problem
-
-
 class Gateway:
     """Routes, checks and forwards governed calls."""
 
     def __init__(self, correlation: CorrelationIdPolicy, upstreams: dict[str, Upstream], max_body_bytes: int,
-                 unrouted: Callable[[int], None] | None = None) -> None:
+                 unrouted: Callable[[int], None] | None = None,
+                 body_timeout: float = BODY_TIMEOUT_SECONDS) -> None:
         self.table = RoutingTable()
         self.correlation = correlation  # runs before routing, so that even a 404 carries the id
         self.correlation_header = correlation.header.encode()
         self.upstreams = upstreams
         self.max_body_bytes = max_body_bytes
-        self.body_timeout = BODY_TIMEOUT_SECONDS
+        self.body_timeout = body_timeout
         self.unrouted = unrouted or (lambda status: None)  # counts 404 / 405 that never reach a route
 
     def swap(self, table: RoutingTable) -> None:
@@ -74,33 +67,41 @@ class Gateway:
         ctx.route = route
         ctx.path = ctx.raw_path = operation_path
         ctx.path_params = path_params
-        reached = -1  # the last policy whose on_request ran: only those finish
         try:
             try:
-                reached = await self._handle(ctx, route, receive)
-            except _Stopped as stopped:
-                reached = stopped.reached
-                problem = stopped.problem
-                ctx.problem, ctx.response_status = problem, problem.status
-                await send_problem(send, problem, ctx, self.correlation_header, path)
+                # HTTP/1 says when there is no body; HTTP/2 may send one without a length
+                bodiless = (scope.get("http_version") in ("1.1", "1.0") and "transfer-encoding" not in headers
+                            and headers.get("content-length", "0") == "0")
+                await self._handle(ctx, route, None if bodiless else receive)
+            except GatewayProblem as problem:
+                await self._fail(send, ctx, problem, path)
+            except Exception:  # a bug: answer with a problem, keep the process up
+                log.exception("unexpected error", extra={"correlation_id": ctx.correlation_id})
+                await self._fail(send, ctx, GatewayProblem(500, "internal-error", "Internal error",
+                                                           "the gateway failed; quote the correlation id"), path)
             else:
                 await self._send(send, ctx, route)
-        finally:
+        finally:  # also when the request is cancelled: slots, breaker probes and locks are given back
             for index, on_finish in route.finishes:
-                if index <= reached:
+                if index <= ctx.reached:
                     await self._finish(on_finish, ctx)
             for index, on_finish in route.records:  # after the answer: they only count and log
-                if index <= reached:
+                if index <= ctx.reached:
                     await self._finish(on_finish, ctx)
 
-    async def _handle(self, ctx: RequestContext, route: Route, receive: Receive) -> int:
-        """Run the chain and the upstream call; the index of the last policy whose on_request ran."""
-        reached = -1
-        body = asyncio.ensure_future(self._read_body(ctx.headers, receive))
+    async def _fail(self, send: Send, ctx: RequestContext, problem: GatewayProblem, path: str) -> None:
+        ctx.problem, ctx.response_status = problem, problem.status
+        await send_problem(send, problem, ctx, self.correlation_header, path)
+
+    async def _handle(self, ctx: RequestContext, route: Route, receive: Receive | None) -> None:
+        """Run the chain and the upstream call (`receive` None: no body); ctx.reached says which policies finish."""
+        body = None if receive is None else asyncio.ensure_future(
+            read_body(ctx.headers, receive, limit=self.max_body_bytes, timeout=self.body_timeout))
         try:
-            for reached, on_request in route.requests:
+            for ctx.reached, on_request in route.requests:
                 if on_request is None:  # the next policy reads the body: the ones before ran while it arrived
-                    ctx.body = await body
+                    if body is not None:
+                        ctx.body = await body
                     continue
                 outcome = on_request(ctx)
                 if outcome is not None:
@@ -108,25 +109,20 @@ class Gateway:
                 if ctx.answered:
                     break
             else:
-                reached = len(route.chain)
+                ctx.reached = len(route.chain)
             if not ctx.answered:
                 await self._upstream(route).handle_request(ctx)
             for on_response in route.responses:
                 outcome = on_response(ctx)
                 if outcome is not None:
                     await outcome
-        except GatewayProblem as problem:
-            raise _Stopped(reached, problem) from None
-        except Exception:  # a bug: answer with a problem, keep the process up
-            log.exception("unexpected error", extra={"correlation_id": ctx.correlation_id})
-            raise _Stopped(reached, GatewayProblem(500, "internal-error", "Internal error",
-                                                   "the gateway failed; quote the correlation id")) from None
         finally:
-            if not body.done():  # answered before the body was needed
+            if body is None:
+                pass
+            elif not body.done():  # answered before the body was needed
                 body.cancel()
             elif not body.cancelled():
                 body.exception()  # retrieved: an early answer makes a failed read moot
-        return reached
 
     async def _send(self, send: Send, ctx: RequestContext, route: Route) -> None:
         response_headers = [(k.encode("latin-1"), _public_location(k, v, route.prefix).encode("latin-1"))
@@ -153,9 +149,6 @@ class Gateway:
                 await outcome
         except Exception:  # cleanup must never turn an answer into an error
             log.exception("a policy failed to finish", extra={"correlation_id": ctx.correlation_id})
-
-    async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
-        return await read_body(headers, receive, limit=self.max_body_bytes, timeout=self.body_timeout)
 
     async def close(self) -> None:
         """Close every upstream's connection pool."""

@@ -29,7 +29,7 @@ class RequestContext:
     __slots__ = (
         "method", "path", "raw_path", "query_string", "headers", "client", "scheme", "host",
         "body", "path_params", "correlation_id", "route", "response_status", "response_headers",
-        "response_body", "extra", "consumer", "answered", "problem", "add_headers", "started",
+        "response_body", "extra", "consumer", "answered", "problem", "add_headers", "started", "reached",
     )
 
     def __init__(
@@ -61,6 +61,7 @@ class RequestContext:
         self.response_headers: list[tuple[str, str]] = []
         self.response_body = b""
         self.answered = False
+        self.reached = -1  # the chain index of the last policy whose on_request ran: those finish
         self.problem: GatewayProblem | None = None
         self.add_headers: list[tuple[str, str]] = []  # go on every answer, problems included
         self.started = time.perf_counter()

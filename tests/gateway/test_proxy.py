@@ -1,0 +1,53 @@
+"""The governed path in one process, against a real socket upstream: what a cancelled request gives back."""
+
+from __future__ import annotations
+
+import asyncio
+
+from gateway.proxy import Gateway
+from gateway.routing import RoutingTable
+from gateway.upstream import Upstream, UpstreamConfig
+from policies.backend_protection import BackendProtectionConfig, BackendProtectionPolicy, UpstreamGuard
+from policies.correlation_id import CorrelationIdConfig, CorrelationIdPolicy
+from tests.gateway.test_routing import op, published
+
+
+def test_a_request_cancelled_while_the_upstream_works_gives_its_slot_back() -> None:
+    """A server cancels a request on shutdown or disconnect: the finishing policies must still run."""
+
+    async def main() -> None:
+        arrived = asyncio.Event()
+
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            arrived.set()  # the request reached the upstream, which never answers
+            await reader.read()
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        config = BackendProtectionConfig(max_in_flight=1)
+        guard = UpstreamGuard(config, "erp")
+        gateway = Gateway(CorrelationIdPolicy(CorrelationIdConfig()), {"erp": Upstream("erp", UpstreamConfig(url=url))},
+                          max_body_bytes=1024)
+        gateway.swap(RoutingTable.compile([published("erp.orders", "1.0.0", {"/orders": {"get": op("list")}})],
+                                          lambda *args: [BackendProtectionPolicy(config, guard)]))
+        scope = {"type": "http", "method": "GET", "path": "/erp.orders/v1/orders", "raw_path": b"/erp.orders/v1/orders",
+                 "query_string": b"", "headers": [], "http_version": "1.1", "client": ("127.0.0.1", 5000)}
+        sent: list[dict] = []
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        call = asyncio.ensure_future(gateway(scope, receive, send))
+        await asyncio.wait_for(arrived.wait(), 5)
+        assert guard.in_flight == 1
+        call.cancel()
+        await asyncio.gather(call, return_exceptions=True)
+        assert guard.in_flight == 0 and sent == []  # the slot is free again; nothing was answered
+        await gateway.close()
+        server.close()
+
+    asyncio.run(main())
+
