@@ -21,7 +21,6 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from gateway import oauth
 from gateway.chain import ChainBuilder
 from gateway.config import GatewayConfig
-from gateway.events import PREFIX as EVENTS_PREFIX
 from gateway.events import EventsGateway
 from gateway.events_admin import events_admin_router
 from gateway.problems import PROBLEM_MEDIA_TYPE, problem_body
@@ -35,14 +34,14 @@ from registry.approvals import load_policy
 from registry.lint import lint, load_ruleset
 from registry.audit import correlation_id as audit_correlation
 from registry.errors import RegistryError
-from registry.model import Usage
+from registry.model import RESERVED_NAMES, Usage
 from registry.service import Registry
 from registry.store import open_store
 
 log = logging.getLogger("govgate")
 CONFIG_ENV = "GOVGATE_CONFIG_JSON"
 # served by Litestar handlers; every other path is a governed call and the gateway tags it itself
-OWN_PATHS = ("/registry", "/healthz", "/readyz", "/metrics", "/oauth2/", "/.well-known/")
+OWN_SEGMENTS = RESERVED_NAMES | {".well-known"}  # first path segments: /metrics.sales/v1 is a contract
 
 _SLUGS = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
           409: "conflict", 413: "payload-too-large", 415: "unsupported-media-type", 422: "invalid-document"}
@@ -166,9 +165,11 @@ def dispatch(litestar_handler: ASGIApp, gateway: Gateway, events: ASGIApp | None
                 (b"content-type", PROBLEM_MEDIA_TYPE.encode()), (gateway.correlation_header, correlation.encode()),
                 (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
             await send({"type": "http.response.body", "body": body})
-        elif scope["type"] == "http" and events is not None and scope["path"].startswith(EVENTS_PREFIX):
+        elif scope["type"] != "http":
+            await litestar_handler(scope, receive, send)
+        elif (first := scope["path"].partition("/")[2].partition("/")[0]) == "events" and events is not None:
             await events(scope, receive, send)  # CloudEvents ingestion and consumer groups (gateway/events.py)
-        elif scope["type"] == "http" and not scope["path"].startswith(OWN_PATHS):
+        elif first not in OWN_SEGMENTS:
             await gateway(scope, receive, send)
         else:
             await litestar_handler(scope, receive, send)

@@ -17,6 +17,8 @@ VersionState = Literal["draft", "in_review", "approved", "published", "deprecate
 
 # lower-case dotted / dashed names: they become the first segment of a gateway path
 NAME_PATTERN = r"^[a-z][a-z0-9]*(?:[.-][a-z0-9]+)*$"
+# first path segments the gateway serves itself: a contract of that name could never be called
+RESERVED_NAMES = frozenset({"registry", "events", "healthz", "readyz", "metrics", "oauth2"})
 _SEMVER = re.compile(
     r"^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})"
     r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?$"

@@ -21,6 +21,7 @@ from registry.compat.events import diff_event_schemas
 from registry.compat.model import Report
 from registry.errors import Conflict, Forbidden, InvalidDocument, InvalidRequest, NotFound, PreconditionFailed
 from registry.model import (
+    RESERVED_NAMES,
     AffectedConsumer,
     ChangeRequest,
     Consumer,
@@ -74,6 +75,9 @@ class Registry:
         """Register a contract; the same definition again is a no-op, another is 409."""
         if new.kind == "openapi" and new.upstream is None:
             raise InvalidRequest("an openapi contract needs an upstream")
+        if new.name in RESERVED_NAMES:
+            raise InvalidRequest(f"{new.name!r} is a path the gateway serves itself; reserved: "
+                                 f"{sorted(RESERVED_NAMES)}")
         contract, created = await self.store.create_contract(new, actor=actor, audit=AuditEntry(
             actor=actor, action="contract.created", target=f"contract/{new.name}", after=msgspec.to_builtins(new)))
         if not created and _definition(contract) != _definition(new):

@@ -51,3 +51,24 @@ def test_a_request_cancelled_while_the_upstream_works_gives_its_slot_back() -> N
 
     asyncio.run(main())
 
+
+def test_dispatch_goes_by_the_first_path_segment() -> None:
+    """/metrics.sales/v1 is a contract, /metrics the gateway's own; a prefix match would confuse them."""
+    from gateway.app import dispatch
+
+    seen: list[tuple[str, str]] = []
+
+    def app(name: str):  # records which of the three apps a path reached
+        async def handle(scope: dict, receive: object, send: object) -> None:
+            seen.append((name, scope["path"]))
+        return handle
+
+    handler = dispatch(app("litestar"), app("gateway"), app("events"))  # type: ignore[arg-type]
+    paths = ["/metrics", "/metrics.sales/v1/orders", "/registry/contracts", "/registry-mirror/v1/x",
+             "/healthzcheck/v1/x", "/events/inventory/v1", "/events.archive/v1/x", "/.well-known/jwks.json", "/"]
+    for path in paths:
+        asyncio.run(handler({"type": "http", "path": path, "headers": []}, None, None))
+    assert seen == [("litestar", "/metrics"), ("gateway", "/metrics.sales/v1/orders"),
+                    ("litestar", "/registry/contracts"), ("gateway", "/registry-mirror/v1/x"),
+                    ("gateway", "/healthzcheck/v1/x"), ("events", "/events/inventory/v1"),
+                    ("gateway", "/events.archive/v1/x"), ("litestar", "/.well-known/jwks.json"), ("gateway", "/")]

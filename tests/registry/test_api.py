@@ -126,6 +126,9 @@ def test_unknown_things_and_bad_fields(client: TestClient) -> None:
     assert body["errors"]
     problem(client.post("/registry/contracts", json={**CONTRACT, "kind": "graphql"}), 400)
     problem(client.post("/registry/contracts", json={**CONTRACT, "upstream": None}), 400)
+    for reserved in ("registry", "metrics", "events"):  # the gateway serves these paths itself
+        assert "reserved" in problem(client.post("/registry/contracts", json={**CONTRACT, "name": reserved}), 400)[
+            "detail"]
     problem(client.post("/registry/contracts", content=b"{not json", headers={"content-type": "application/json"}), 400)
     client.post("/registry/contracts", json=CONTRACT)
     problem(client.post("/registry/contracts", json={**CONTRACT, "owner": "team-other"}), 409)
