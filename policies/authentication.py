@@ -81,5 +81,7 @@ class AuthenticationPolicy(Policy):
 
 
 def _unauthorized(error: str | None, detail: str) -> GatewayProblem:
-    challenge = 'Bearer realm="govgate"' + (f', error="{error}", error_description="{detail}"' if error else "")
+    # a quoted-string of printable ASCII (RFC 9110 §5.6.4), whatever text a token error carries
+    described = "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in detail)
+    challenge = 'Bearer realm="govgate"' + (f', error="{error}", error_description="{described}"' if error else "")
     return GatewayProblem(401, "unauthorized", "Unauthorized", detail, headers={"WWW-Authenticate": challenge})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import time
@@ -210,10 +211,15 @@ def test_forwarded_for_spoofing_does_not_dodge_rate_limits(gw: GatewayProcess) -
 
 
 def test_jwt_attacks_through_the_gateway(gw: GatewayProcess) -> None:
-    forged_alg = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0." + gw.client.headers["authorization"].split(".")[1] + "."
-    for name, token in (("alg none", forged_alg), ("oversized", "x" * 20_000), ("garbage", "not.a.token")):
+    payload = gw.client.headers["authorization"].split(".")[1]  # the gateway's own issuer, so the alg is checked
+    forged_alg = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0." + payload + "."
+    odd_alg = base64.urlsafe_b64encode(json.dumps({"alg": '€"x\\', "typ": "JWT"}).encode()).rstrip(b"=").decode()
+    for name, token in (("alg none", forged_alg), ("oversized", "x" * 20_000), ("garbage", "not.a.token"),
+                        ("alg with a quote and non-Latin-1 text", f"{odd_alg}.{payload}.")):
         response = httpx.get(gw.url + "/wms.inventory/v1/positions", headers={"Authorization": f"Bearer {token}"})
         assert response.status_code in (400, 401, 431), response.text
+        if response.status_code == 401:  # a well-formed challenge, with nothing of the caller's text in it
+            assert response.headers["www-authenticate"].count('"') == 6, response.headers["www-authenticate"]
         Reliability.record("authentication", f"JWT: {name}", status_of(response) if response.status_code != 431
                            else "431")
     alive(gw)

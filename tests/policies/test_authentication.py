@@ -75,8 +75,8 @@ def test_external_issuer_keys_are_fetched_and_rotated(jwks_server: tuple[str, Pa
 
 
 @pytest.mark.parametrize(("attack", "reason"), [
-    ("alg-none", "algorithm 'none'"),
-    ("hs256-with-public-key", "algorithm 'HS256'"),
+    ("alg-none", "algorithm is not allowed"),
+    ("hs256-with-public-key", "algorithm is not allowed"),
     ("expired", "expired"),
     ("not-yet-valid", "not yet valid"),
     ("wrong-audience", "audience"),
