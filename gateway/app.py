@@ -50,7 +50,8 @@ _SLUGS = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-f
 def create_app(config: GatewayConfig) -> Litestar:
     """The whole govgate server for one configuration."""
     correlation = CorrelationIdPolicy(config.correlation_id)
-    upstreams = {name: Upstream(name, upstream) for name, upstream in config.upstreams.items()}
+    upstreams = {name: Upstream(name, upstream, correlation_header=correlation.header)
+                 for name, upstream in config.upstreams.items()}
     store = open_store(config.store)
     ruleset = load_ruleset(config.lint_ruleset)
     registry = Registry(store, min_sunset_days=config.min_sunset_days, review=config.review_required,

@@ -126,7 +126,7 @@ class Gateway:
 
     async def _send(self, send: Send, ctx: RequestContext, route: Route) -> None:
         response_headers = [(k.encode("latin-1"), _public_location(k, v, route.prefix).encode("latin-1"))
-                            for k, v in ctx.response_headers if k.lower() != "x-correlation-id"]
+                            for k, v in ctx.response_headers]  # the upstream's own correlation header is gone
         response_headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in ctx.add_headers)
         response_headers.append((self.correlation_header, ctx.correlation_id.encode()))
         response_headers.append((b"content-length", str(len(ctx.response_body)).encode()))

@@ -36,7 +36,7 @@ _STAMPED = HOP_BY_HOP | {"content-length", "date", "server"}
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 RETRY_STATUSES = frozenset({502, 503, 504})
 # set by the gateway itself, so a client's value must not pass; `expect`: the gateway already has the body
-_REPLACED = frozenset({"host", "content-length", "forwarded", "x-correlation-id", "traceparent", "expect"})
+_REPLACED = frozenset({"host", "content-length", "forwarded", "traceparent", "expect"})
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 IDLE_SECONDS = 15.0
 """A pooled connection idle for longer is closed rather than reused (servers drop idle ones)."""
@@ -154,9 +154,12 @@ class _Connection(asyncio.Protocol):
 class Upstream:
     """Forwards requests to one upstream over pooled keep-alive connections."""
 
-    def __init__(self, name: str, config: UpstreamConfig) -> None:
+    def __init__(self, name: str, config: UpstreamConfig, *, correlation_header: str = "x-correlation-id") -> None:
         self.name = name
         self.config = config
+        # the gateway's correlation header (lower case): set on the request, never taken from the answer
+        self.correlation_header = correlation_header
+        self.not_passed = _STAMPED | {correlation_header}
         parts = urlsplit(config.url)
         self.host = parts.hostname or ""
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -214,7 +217,7 @@ class Upstream:
             ctx.response_status = connection.parser.get_status_code()
             ctx.response_headers = [(name, value) for name, value in (
                 (n.decode("latin-1"), v.decode("latin-1")) for n, v in connection.headers)
-                if name.lower() not in _STAMPED]
+                if name.lower() not in self.not_passed]
             ctx.response_body = b"".join(connection.chunks)
             if connection.reusable:
                 connection.idle_since = time.monotonic()
@@ -247,7 +250,7 @@ class Upstream:
     def _request(self, ctx: RequestContext) -> bytes:
         target = self.path_prefix + ctx.raw_path + ("?" + ctx.query_string if ctx.query_string else "")
         lines = [f"{ctx.method} {target} HTTP/1.1"]
-        lines += [f"{name}: {value}" for name, value in _forward_headers(ctx).items()]
+        lines += [f"{name}: {value}" for name, value in _forward_headers(ctx, self.correlation_header).items()]
         if ctx.body or ctx.method in _WITH_BODY:
             lines.append(f"content-length: {len(ctx.body)}")
         head = "\r\n".join(lines).encode("latin-1")
@@ -258,11 +261,11 @@ class Upstream:
                               f"upstream {self.name!r} failed: {why}")
 
 
-def _forward_headers(ctx: RequestContext) -> dict[str, str]:
+def _forward_headers(ctx: RequestContext, correlation_header: str) -> dict[str, str]:
     connection_tokens = {t.strip().lower() for t in ctx.headers.get("connection", "").split(",")}
     headers = {name: value for name, value in ctx.headers.items()
                if name not in HOP_BY_HOP and name not in _REPLACED and name not in connection_tokens}
-    headers["x-correlation-id"] = ctx.correlation_id
+    headers[correlation_header] = ctx.correlation_id  # replaces the client's, which may not have been sane
     headers["traceparent"] = _traceparent(ctx.headers.get("traceparent"))
     forwarded = f'for="{ctx.client}";proto={ctx.scheme};host="{ctx.host}"'
     previous = ctx.headers.get("forwarded")

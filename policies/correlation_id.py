@@ -14,8 +14,8 @@ from policies.context import Policy, RequestContext
 class CorrelationIdConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """How the gateway names and checks the correlation header."""
 
-    header: str = "X-Correlation-ID"
-    """Request and response header that carries the id."""
+    header: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")] = "X-Correlation-ID"
+    """Request and response header that carries the id (the client's, the upstream's and the answer's)."""
     max_length: Annotated[int, msgspec.Meta(ge=8, le=1024)] = 128
     """A longer client-sent id is replaced, not truncated."""
 

@@ -36,7 +36,6 @@ log = logging.getLogger("govgate.idempotency")
 
 BACKEND_ERRORS = (redis.RedisError, OSError)  # OSError: ConnectionError and TimeoutError included
 RETRYABLE = frozenset({408, 425, 429})  # the client is told to try again: storing would pin the failure
-_NOT_STORED = frozenset({"content-length", "transfer-encoding", "connection", "x-correlation-id"})
 _STATE = "idempotency"
 _BARE_KEY = re.compile(r"[\x21\x23-\x7e][\x21-\x7e]*")  # a leading quote means an sf-string
 _SF_STRING = re.compile(r'"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"')  # RFC 8941 sString
@@ -297,8 +296,8 @@ class IdempotencyPolicy(Policy):
                 or len(ctx.response_body) > self.config.max_body_bytes):
             return  # a replay, or nothing to keep: on_finish releases the lock
         claim.settled = True
-        headers = [(k, v) for k, v in ctx.response_headers if k.lower() not in _NOT_STORED]
-        response = StoredResponse(status, headers, ctx.response_body)
+        # framing and correlation headers are gone already (gateway/upstream.py drops them)
+        response = StoredResponse(status, ctx.response_headers, ctx.response_body)
         try:
             await self.store.complete(claim.key, claim.token, claim.fingerprint, response,
                                       ttl_seconds=self.config.ttl_seconds)

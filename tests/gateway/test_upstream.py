@@ -104,6 +104,22 @@ def test_the_request_is_forwarded_whole_and_connections_are_reused() -> None:
     run(main())
 
 
+def test_the_configured_correlation_header_is_set_on_the_request_and_dropped_from_the_answer() -> None:
+    answer = b"HTTP/1.1 200 OK\r\nx-request-id: the-upstream-s-own\r\ncontent-length: 2\r\n\r\nok"
+
+    async def main() -> None:
+        async with Scripted(fixed(answer)) as server:
+            upstream = Upstream("erp", UpstreamConfig(url=server.url), correlation_header="x-request-id")
+            request = ctx("GET", headers={"x-request-id": "not sane; replaced by the gateway"})
+            await upstream.handle_request(request)
+            await upstream.close()
+        lines = server.requests[0].decode().split("\r\n")
+        assert [line for line in lines if line.startswith("x-request-id")] == ["x-request-id: corr-1"]
+        assert "x-correlation-id" not in {line.split(":")[0] for line in lines}
+        assert "x-request-id" not in {name for name, _ in request.response_headers}  # the gateway sets its own
+    run(main())
+
+
 @pytest.mark.parametrize("raw", [
     b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
     b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nhello world",
