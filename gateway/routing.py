@@ -27,11 +27,10 @@ class Route:
     """One operation of one published version, with everything a request needs."""
 
     __slots__ = ("contract", "version", "major", "method", "template", "operation_id", "upstream", "chain",
-                 "operation", "prefix", "requests", "responses", "finishes", "records")
+                 "prefix", "requests", "responses", "finishes", "records")
 
     def __init__(self, contract: str, version: str, major: int, method: str, template: str,
-                 operation_id: str, upstream: str | None, chain: Sequence[Policy],
-                 operation: dict[str, Any] | None = None) -> None:
+                 operation_id: str, upstream: str | None, chain: Sequence[Policy]) -> None:
         self.contract = contract
         self.version = version
         self.major = major
@@ -40,7 +39,6 @@ class Route:
         self.operation_id = operation_id
         self.upstream = upstream
         self.chain = tuple(chain)
-        self.operation = operation or {}  # the operation object of the published document
         self.prefix = f"/{contract}/v{major}"  # the gateway path of the API, e.g. /erp.sales-orders/v1
         # each phase, in the order the gateway calls it, with the policies that skip it left out. In
         # `requests`, (index, None) marks where the body is awaited: before the first policy that reads
@@ -172,7 +170,7 @@ def _compile_api(contract: Contract, version: Version, document_text: str, build
             chain = build_chain(contract, version, document, path_item, operation)
             entry.routes[method] = Route(
                 contract.name, version.version, version.major, method, template,
-                operation.get("operationId", f"{method} {template}"), contract.upstream, chain, operation)
+                operation.get("operationId", f"{method} {template}"), contract.upstream, chain)
         if entry.names:
             api.templated.append(entry)
         else:

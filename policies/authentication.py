@@ -52,7 +52,7 @@ class AuthenticationPolicy(Policy):
         key = ctx.headers.get(self.api_key_header) if self.config.api_keys else None
         if key is not None:
             consumer_id = self.directory.current.api_keys.get(hash_api_key(key))
-            ctx.consumer = self.directory.current.caller(consumer_id, via="api-key") if consumer_id else None
+            ctx.consumer = self.directory.current.caller(consumer_id) if consumer_id else None
             if ctx.consumer is None:
                 raise _unauthorized("invalid_token", "unknown API key")
             return
@@ -74,7 +74,7 @@ class AuthenticationPolicy(Policy):
         raw_scopes = claims.get("scope", claims.get("scp", ""))
         scopes = frozenset(raw_scopes.split() if isinstance(raw_scopes, str) else
                            [s for s in raw_scopes if isinstance(s, str)] if isinstance(raw_scopes, list) else [])
-        caller = self.directory.current.caller(str(consumer_id), scopes, via="jwt")
+        caller = self.directory.current.caller(str(consumer_id), scopes)
         if caller is None:
             raise _unauthorized("invalid_token", "the token's subject is not a registered consumer")
         return caller

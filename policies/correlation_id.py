@@ -8,7 +8,6 @@ from typing import Annotated
 
 import msgspec
 
-from policies.context import Policy, RequestContext
 
 
 class CorrelationIdConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -20,8 +19,10 @@ class CorrelationIdConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     """A longer client-sent id is replaced, not truncated."""
 
 
-class CorrelationIdPolicy(Policy):
-    """Every request leaves with an id: the client's if it is a sane token, else a UUID."""
+class CorrelationIdPolicy:
+    """Every request leaves with an id: the client's if it is a sane token, else a UUID.
+
+    Not in a route's chain: the gateway assigns the id before routing, so even a 404 carries it."""
 
     def __init__(self, config: CorrelationIdConfig) -> None:
         self.header = config.header.lower()
@@ -34,7 +35,3 @@ class CorrelationIdPolicy(Policy):
         if sent is not None and self.sane.fullmatch(sent):
             return sent
         return str(uuid.uuid4())
-
-    def on_request(self, ctx: RequestContext) -> None:
-        if not ctx.correlation_id:
-            ctx.correlation_id = self.assign(ctx.headers)

@@ -16,7 +16,6 @@ class Caller(msgspec.Struct, frozen=True, kw_only=True):
     plan: Plan = ANONYMOUS_PLAN
     scopes: frozenset[str] = frozenset()
     subscriptions: frozenset[tuple[str, int]] = frozenset()  # (contract, major)
-    via: str = "none"  # jwt | api-key | none
 
     def subscribed(self, contract: str, major: int) -> bool:
         """Whether the consumer may call this contract major."""
@@ -30,9 +29,9 @@ class Directory:
         self.callers = callers or {}
         self.api_keys = api_keys or {}  # sha256 of the key -> consumer id
 
-    def caller(self, consumer_id: str, scopes: frozenset[str] | None = None, via: str = "none") -> Caller | None:
-        """The registered consumer, carrying the scopes its credential grants."""
+    def caller(self, consumer_id: str, scopes: frozenset[str] | None = None) -> Caller | None:
+        """The registered consumer, carrying the scopes its credential grants (None: its registered ones)."""
         known = self.callers.get(consumer_id)
-        if known is None:
-            return None
-        return msgspec.structs.replace(known, scopes=known.scopes if scopes is None else scopes, via=via)
+        if known is None or scopes is None:
+            return known
+        return msgspec.structs.replace(known, scopes=scopes)

@@ -205,7 +205,6 @@ class RedisLimiter:
                          int(used), bool(over), float(day_left))
 
 
-BACKENDS: dict[str, type[MemoryLimiter] | type[RedisLimiter]] = {"memory": MemoryLimiter, "redis": RedisLimiter}
 
 
 @functools.lru_cache(maxsize=4096)
