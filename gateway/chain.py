@@ -65,7 +65,7 @@ class ChainBuilder:
         self.directory.current = Directory(callers, api_keys)
 
     def __call__(self, contract: Contract, version: Version, document: dict[str, Any], path_item: dict[str, Any],
-                 operation: dict[str, Any]) -> list[Policy]:
+                 operation: dict[str, Any], operation_id: str) -> list[Policy]:
         config = self.config
         validation = config.request_validation
         validator = OperationValidator(document, path_item, operation, check_formats=validation.check_formats)
@@ -75,14 +75,14 @@ class ChainBuilder:
             AuthorizationPolicy(config.authorization, contract=contract.name, major=version.major,
                                 requirement=requirement_of(document, operation)),
             *([RateLimitPolicy(config.rate_limit, self.limiter, contract=contract.name, major=version.major,
-                               operation_id=operation.get("operationId", ""))] if config.rate_limit.enabled else []),
+                               operation_id=operation_id)] if config.rate_limit.enabled else []),
             # only a deprecated or retired version has anything to announce: published ones skip the policy
             *([DeprecationPolicy(config.deprecation, contract=contract.name, major=version.major, state=version.state,
                                  deprecated_at=version.deprecated_at, sunset=version.sunset,
                                  successor=version.successor)] if version.state != "published" else []),
             RequestValidationPolicy(validation, validator),
             IdempotencyPolicy(config.idempotency, self.idempotency, contract=contract.name, major=version.major,
-                              operation_id=operation.get("operationId", "")),
+                              operation_id=operation_id),
             *([ResponseValidationPolicy(config.response_validation, ResponseValidator(
                 document, operation, check_formats=config.response_validation.check_formats))]
               if config.response_validation.mode != "off" else []),

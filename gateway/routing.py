@@ -90,7 +90,8 @@ class _Api:
         self.templated: list[_PathEntry] = []
 
 
-ChainFactory = Callable[[Contract, Version, dict[str, Any], dict[str, Any], dict[str, Any]], Sequence[Policy]]
+# (contract, version, document, path item, operation, operation id) -> the route's policies
+ChainFactory = Callable[[Contract, Version, dict[str, Any], dict[str, Any], dict[str, Any], str], Sequence[Policy]]
 
 
 class RoutingTable:
@@ -167,10 +168,11 @@ def _compile_api(contract: Contract, version: Version, document_text: str, build
             operation = path_item.get(method)
             if not isinstance(operation, dict):
                 continue
-            chain = build_chain(contract, version, document, path_item, operation)
-            entry.routes[method] = Route(
-                contract.name, version.version, version.major, method, template,
-                operation.get("operationId", f"{method} {template}"), contract.upstream, chain)
+            # one id for metrics, usage, rate-limit and idempotency scopes, also without an operationId
+            operation_id = operation.get("operationId", f"{method} {template}")
+            chain = build_chain(contract, version, document, path_item, operation, operation_id)
+            entry.routes[method] = Route(contract.name, version.version, version.major, method, template,
+                                         operation_id, contract.upstream, chain)
         if entry.names:
             api.templated.append(entry)
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 
 from gateway.routing import RoutingTable
@@ -27,8 +28,8 @@ def op(operation_id: str) -> dict:
     return {"operationId": operation_id, "responses": {"200": {"description": "ok"}}}
 
 
-def table(*rows: tuple[Contract, Version, str]) -> RoutingTable:
-    return RoutingTable.compile(list(rows), lambda *args: [])
+def table(*rows: tuple[Contract, Version, str], build_chain=lambda *args: []) -> RoutingTable:
+    return RoutingTable.compile(list(rows), build_chain)
 
 
 def test_literal_paths_win_over_templates_and_params_are_decoded() -> None:
@@ -71,3 +72,24 @@ def test_wrong_method_is_405_with_allow() -> None:
     with pytest.raises(GatewayProblem) as wrong:
         routes.match("/erp.orders/v1/a", "DELETE")
     assert wrong.value.status == 405 and wrong.value.headers["Allow"] == "GET, POST"
+
+
+def test_operations_without_an_operation_id_keep_separate_limit_and_idempotency_scopes(tmp_path) -> None:
+    """The route's fallback id ("post /orders") reaches the policies, so two such operations share nothing."""
+    from gateway.chain import ChainBuilder
+    from gateway.config import GatewayConfig
+    from policies.idempotency import IdempotencyPolicy
+    from policies.rate_limit import RateLimitPolicy
+
+    config = msgspec.convert({"store": f"sqlite:///{tmp_path}/r.db", "rate_limit": {"per_operation": True},
+                              "tokens": {"signing_key_file": str(tmp_path / "k.pem")}}, GatewayConfig)
+    anonymous = {"responses": {"200": {"description": "ok"}}}  # no operationId
+    routes = table(published("erp.orders", "1.0.0", {"/orders": {"post": anonymous}, "/returns": {"post": anonymous}}),
+                   build_chain=ChainBuilder(config))
+    scopes = {(type(p).__name__, p.scope) for template in ("/orders", "/returns")
+              for p in routes.match(f"/erp.orders/v1{template}", "POST")[0].chain
+              if isinstance(p, (RateLimitPolicy, IdempotencyPolicy))}
+    assert scopes == {("RateLimitPolicy", ":erp.orders:v1:post /orders"),
+                      ("RateLimitPolicy", ":erp.orders:v1:post /returns"),
+                      ("IdempotencyPolicy", "erp.orders:v1:post /orders"),
+                      ("IdempotencyPolicy", "erp.orders:v1:post /returns")}

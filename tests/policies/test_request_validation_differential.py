@@ -96,7 +96,8 @@ class _Judges:
                           state="published", created_at=None, created_by="t")  # type: ignore[arg-type]
         config = RequestValidationConfig()
 
-        def chain(_c: Any, _v: Any, doc: dict[str, Any], item: dict[str, Any], op: dict[str, Any]) -> list[Any]:
+        def chain(_c: Any, _v: Any, doc: dict[str, Any], item: dict[str, Any], op: dict[str, Any],
+                  _id: str) -> list[Any]:
             return [RequestValidationPolicy(config, OperationValidator(doc, item, op))]
 
         self.table = RoutingTable.compile([(contract, version, canonical_json(document))], chain)
