@@ -38,7 +38,9 @@ class ChainBuilder:
         self.config = config
         tokens = config.tokens
         self.signing_key = SigningKey.load_or_create(Path(tokens.signing_key_file))
-        self.verifier = JwtVerifier(list(config.issuers), own=(self.signing_key, _own_issuer(config, tokens.gateway_audience)))
+        self.verifier = JwtVerifier(list(config.issuers),
+                                    own=(self.signing_key, _own_issuer(config, tokens.gateway_audience)),
+                                    max_token_bytes=config.authentication.max_token_bytes)
         self.registry_verifier = JwtVerifier(list(config.registry_issuers),
                                              own=(self.signing_key, _own_issuer(config, tokens.registry_audience)))
         self.directory = DirectoryHolder()

@@ -103,7 +103,9 @@ class JwtVerifier:
     """Verifies bearer tokens from govgate itself and from configured external issuers."""
 
     def __init__(self, issuers: list[IssuerConfig], *, own: tuple[SigningKey, IssuerConfig] | None = None,
-                 cache_size: int = 10_000, refresh_seconds: float = 30.0) -> None:
+                 cache_size: int = 10_000, refresh_seconds: float = 30.0,
+                 max_token_bytes: int = MAX_TOKEN_BYTES) -> None:
+        self.max_token_bytes = max_token_bytes  # larger tokens are refused before any parsing
         self._issuers = {c.issuer: _Issuer(c) for c in issuers}
         if own is not None:
             key, config = own
@@ -119,7 +121,7 @@ class JwtVerifier:
         if cached is not None and cached[1] > now:
             self._cache.move_to_end(token)
             return cached[0]
-        if len(token) > MAX_TOKEN_BYTES:
+        if len(token) > self.max_token_bytes:
             raise TokenError("token too large")
         try:
             header = jwt.get_unverified_header(token)

@@ -129,6 +129,15 @@ def test_verified_tokens_are_cached_until_they_expire(tmp_path: Path) -> None:
     assert (tmp_path / "key.pem").stat().st_mode & 0o777 == 0o600
 
 
+def test_the_configured_token_size_limit_is_the_one_enforced(tmp_path: Path) -> None:
+    key = SigningKey.load_or_create(tmp_path / "key.pem")
+    own = IssuerConfig(issuer="govgate", audience="govgate-gateway", jwks_url="", algorithms=("EdDSA",))
+    large = key.issue(issuer="govgate", audience="govgate-gateway", subject="c", ttl_seconds=60, note="x" * 10_000)
+    with pytest.raises(TokenError, match="too large"):
+        verify(JwtVerifier([], own=(key, own)), large)  # the default: 8 KB
+    assert verify(JwtVerifier([], own=(key, own), max_token_bytes=16_384), large)["sub"] == "c"
+
+
 def context(headers: dict[str, str]) -> RequestContext:
     return RequestContext(method="GET", path="/orders", raw_path="/orders", query_string="", headers=headers,
                           client="127.0.0.1", scheme="http", host="gw")
