@@ -12,7 +12,7 @@ from policies.authentication import AuthenticationConfig
 from policies.authorization import AuthorizationConfig
 from policies.correlation_id import CorrelationIdConfig
 from policies.deprecation import DeprecationConfig
-from policies.events_stream import EventsConfig
+from gateway.events.stream import EventsConfig
 from policies.idempotency import IdempotencyConfig
 from policies.observability import ObservabilityConfig
 from policies.rate_limit import RateLimitConfig

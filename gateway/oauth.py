@@ -17,17 +17,18 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from litestar import Request, Response, get, post
-from litestar.datastructures import State
 
-from gateway.problems import TYPE_BASE
+from gateway.services import Services
+from registry.problems import TYPE_BASE
+from registry.service import Registry
+from registry.tokens import check_secret
 
 MAX_FORM_BYTES = 16 * 1024
 
 
 @post("/oauth2/token", include_in_schema=False, status_code=200)
-async def token(request: Request[Any, Any, State]) -> Response[dict[str, Any]]:
+async def token(request: Request[Any, Any, Any], services: Services, registry: Registry) -> Response[dict[str, Any]]:
     """Issue an access token for the client credentials grant."""
-    state = request.app.state
     body = await _read_limited(request)
     if body is None:
         return _error(413, "invalid_request", "the request body is too large", request)
@@ -43,15 +44,15 @@ async def token(request: Request[Any, Any, State]) -> Response[dict[str, Any]]:
     if not client_id or not secret or len(client_id) > 64 or len(secret) > 256:
         return _error(401, "invalid_client", "client authentication failed", request)
     # scrypt is deliberately slow: keep it off the event loop
-    consumer = await _check(state, client_id, secret)
+    consumer = await _check(registry, client_id, secret)
     if consumer is None:
         return _error(401, "invalid_client", "client authentication failed", request)
     requested = form.get("scope", "").split()
     if any(scope not in consumer.scopes for scope in requested):
         return _error(400, "invalid_scope", "a requested scope is not granted to this client", request)
     scopes = requested or consumer.scopes
-    config = state.config.tokens
-    access_token = state.signing_key.issue(
+    config = services.config.tokens
+    access_token = services.signing_key.issue(
         issuer=config.issuer, audience=config.gateway_audience, subject=consumer.id,
         ttl_seconds=config.access_token_seconds, scope=" ".join(scopes), client_id=consumer.id)
     return Response({"access_token": access_token, "token_type": "Bearer", "expires_in": config.access_token_seconds,
@@ -59,20 +60,18 @@ async def token(request: Request[Any, Any, State]) -> Response[dict[str, Any]]:
 
 
 @get(["/oauth2/jwks.json", "/.well-known/jwks.json"], include_in_schema=False, sync_to_thread=False)
-def jwks(state: State) -> dict[str, Any]:
+def jwks(services: Services) -> dict[str, Any]:
     """govgate's public signing keys."""
-    return state.signing_key.jwks()
+    return services.signing_key.jwks()
 
 
-async def _check(state: State, client_id: str, secret: str) -> Any:
-    stored = await state.registry.store.consumer_secret_hash(client_id)
+async def _check(registry: Registry, client_id: str, secret: str) -> Any:
+    stored = await registry.store.consumer_secret_hash(client_id)
     if stored is None:
         return None
-    from registry.tokens import check_secret
-
     if not await asyncio.to_thread(check_secret, secret, stored):
         return None
-    return await state.registry.store.get_consumer(client_id)
+    return await registry.store.get_consumer(client_id)
 
 
 def _credentials(authorization: str, form: dict[str, str]) -> tuple[str | None, str | None]:

@@ -11,47 +11,18 @@ import json
 import logging
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from policies.context import Policy, overrides
-from policies.errors import GatewayProblem
+from gateway.pipeline import Route
+from policies.context import Policy
 from registry.model import Contract, SemVer, Version
+from registry.problems import METHOD_NOT_ALLOWED, NOT_FOUND, Problem
 
 log = logging.getLogger("govgate.routing")
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _PREFIX = re.compile(r"^/([a-z][a-z0-9]*(?:[.-][a-z0-9]+)*)/v(0|[1-9][0-9]{0,5})(/.*)?$")
-
-
-class Route:
-    """One operation of one published version, with everything a request needs."""
-
-    __slots__ = ("contract", "version", "major", "method", "template", "operation_id", "upstream", "chain",
-                 "prefix", "requests", "responses", "finishes", "records")
-
-    def __init__(self, contract: str, version: str, major: int, method: str, template: str,
-                 operation_id: str, upstream: str | None, chain: Sequence[Policy]) -> None:
-        self.contract = contract
-        self.version = version
-        self.major = major
-        self.method = method
-        self.template = template
-        self.operation_id = operation_id
-        self.upstream = upstream
-        self.chain = tuple(chain)
-        self.prefix = f"/{contract}/v{major}"  # the gateway path of the API, e.g. /erp.sales-orders/v1
-        # each phase, in the order the gateway calls it, with the policies that skip it left out. In
-        # `requests`, (index, None) marks where the body is awaited: before the first policy that reads
-        # it, so that the ones before (authentication, the rate limit's round trip) overlap its arrival.
-        # `finishes` run before the answer is sent, `records` after it.
-        body_at = next((i for i, p in enumerate(self.chain) if p.reads_body), len(self.chain))
-        on_request = [(i, p.on_request) for i, p in enumerate(self.chain) if overrides(p, "on_request")]
-        self.requests = (*((i, f) for i, f in on_request if i < body_at), (body_at - 1, None),
-                         *((i, f) for i, f in on_request if i >= body_at))
-        self.responses = tuple(p.on_response for p in reversed(self.chain) if overrides(p, "on_response"))
-        on_finish = [(i, p) for i, p in reversed(list(enumerate(self.chain))) if overrides(p, "on_finish")]
-        self.finishes = tuple((i, p.on_finish) for i, p in on_finish if not p.only_records)
-        self.records = tuple((i, p.on_finish) for i, p in on_finish if p.only_records)
 
 
 class _PathEntry:
@@ -90,8 +61,22 @@ class _Api:
         self.templated: list[_PathEntry] = []
 
 
-# (contract, version, document, path item, operation, operation id) -> the route's policies
-ChainFactory = Callable[[Contract, Version, dict[str, Any], dict[str, Any], dict[str, Any], str], Sequence[Policy]]
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One operation of a published document, as the chain builder sees it."""
+
+    contract: Contract
+    version: Version
+    document: dict[str, Any]
+    template: str
+    path_item: dict[str, Any]
+    method: str
+    operation: dict[str, Any]
+    operation_id: str
+    """One id for metrics, usage, rate-limit and idempotency scopes, also without an operationId."""
+
+
+ChainFactory = Callable[[Operation], Sequence[Policy]]
 
 
 class RoutingTable:
@@ -123,7 +108,7 @@ class RoutingTable:
         return table
 
     def match(self, path: str, method: str) -> tuple[Route, dict[str, str], str]:
-        """(route, path parameters, operation path) for a request; 404 / 405 GatewayProblem otherwise."""
+        """(route, path parameters, operation path) for a request; a 404 / 405 Problem otherwise."""
         prefix = _PREFIX.match(path)
         if not prefix:
             raise _not_found(f"no governed API at {path[:200]!r}: paths look like /{{contract}}/v{{major}}/...")
@@ -145,9 +130,8 @@ class RoutingTable:
         route = entry.routes.get(method.lower())
         if route is None:
             allowed = ", ".join(sorted(m.upper() for m in entry.routes))
-            raise GatewayProblem(405, "method-not-allowed", "Method not allowed",
-                                 f"{method} is not an operation of {entry.template}; allowed: {allowed}",
-                                 headers={"Allow": allowed})
+            raise METHOD_NOT_ALLOWED(f"{method} is not an operation of {entry.template}; allowed: {allowed}",
+                                     headers={"Allow": allowed})
         return route, params, rest
 
     def routes(self) -> list[Route]:
@@ -168,11 +152,10 @@ def _compile_api(contract: Contract, version: Version, document_text: str, build
             operation = path_item.get(method)
             if not isinstance(operation, dict):
                 continue
-            # one id for metrics, usage, rate-limit and idempotency scopes, also without an operationId
-            operation_id = operation.get("operationId", f"{method} {template}")
-            chain = build_chain(contract, version, document, path_item, operation, operation_id)
+            spec = Operation(contract, version, document, template, path_item, method, operation,
+                             operation.get("operationId", f"{method} {template}"))
             entry.routes[method] = Route(contract.name, version.version, version.major, method, template,
-                                         operation_id, contract.upstream, chain)
+                                         spec.operation_id, contract.upstream, build_chain(spec))
         if entry.names:
             api.templated.append(entry)
         else:
@@ -181,5 +164,5 @@ def _compile_api(contract: Contract, version: Version, document_text: str, build
     return api
 
 
-def _not_found(detail: str) -> GatewayProblem:
-    return GatewayProblem(404, "not-found", "Not found", detail)
+def _not_found(detail: str) -> Problem:
+    return NOT_FOUND(detail)

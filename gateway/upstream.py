@@ -23,7 +23,7 @@ import msgspec
 from policies.backend_protection import BackendProtectionConfig
 from policies.circuit_breaker import CircuitBreakerConfig
 from policies.context import RequestContext
-from policies.errors import GatewayProblem
+from registry.problems import Problem, ProblemType
 
 # RFC 9110 §7.6.1 plus the de-facto ones; never forwarded in either direction
 HOP_BY_HOP = frozenset({
@@ -40,6 +40,9 @@ _REPLACED = frozenset({"host", "content-length", "forwarded", "traceparent", "ex
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 IDLE_SECONDS = 15.0
 """A pooled connection idle for longer is closed rather than reused (servers drop idle ones)."""
+
+UPSTREAM_UNAVAILABLE = ProblemType(502, "upstream-unavailable", "Upstream unavailable")
+UPSTREAM_TIMEOUT = ProblemType(504, "upstream-timeout", "Upstream timed out")
 
 
 class UpstreamConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -187,14 +190,16 @@ class Upstream:
             last = attempt == attempts - 1
             try:
                 await self._send(ctx)
-            except GatewayProblem as problem:
-                if last or problem.slug != "upstream-unavailable":
+            except Problem as problem:
+                if last or problem.slug != UPSTREAM_UNAVAILABLE.slug:
+                    ctx.upstream_failure = "upstream-unavailable" if problem.slug == UPSTREAM_UNAVAILABLE.slug \
+                        else "upstream-timeout"
                     raise
             else:
                 if last or ctx.response_status not in RETRY_STATUSES:
                     return
             delay = self.config.retry_backoff_ms * (2**attempt) * random.uniform(0.5, 1.5) / 1000
-            ctx.extra["upstream_retries"] = attempt + 1
+            ctx.upstream_retries = attempt + 1
             await asyncio.sleep(delay)
 
     async def _send(self, ctx: RequestContext) -> None:
@@ -205,16 +210,15 @@ class Upstream:
                     await connection.start(self._request(ctx), head=ctx.method == "HEAD")
             except TimeoutError:
                 connection.close()  # the answer may still come: this connection cannot carry another
-                raise GatewayProblem(504, "upstream-timeout", "Upstream timed out",
-                                     f"upstream {self.name!r} did not answer within "
-                                     f"{self.config.read_timeout} s") from None
+                raise UPSTREAM_TIMEOUT(f"upstream {self.name!r} did not answer within "
+                                       f"{self.config.read_timeout} s") from None
             except _Broken as exc:
                 connection.close()
                 raise self._unavailable(str(exc)) from None
             except BaseException:  # cancelled: the response would be left half-read
                 connection.close()
                 raise
-            ctx.response_status = connection.parser.get_status_code()
+            ctx.response_status = ctx.upstream_status = connection.parser.get_status_code()
             ctx.response_headers = [(name, value) for name, value in (
                 (n.decode("latin-1"), v.decode("latin-1")) for n, v in connection.headers)
                 if name.lower() not in self.not_passed]
@@ -240,9 +244,8 @@ class Upstream:
                     _Connection, self.host, self.port, ssl=self.ssl,
                     server_hostname=self.host if self.ssl is not None else None)
         except TimeoutError:
-            raise GatewayProblem(504, "upstream-timeout", "Upstream timed out",
-                                 f"upstream {self.name!r} did not accept a connection within "
-                                 f"{self.config.connect_timeout} s") from None
+            raise UPSTREAM_TIMEOUT(f"upstream {self.name!r} did not accept a connection within "
+                                   f"{self.config.connect_timeout} s") from None
         except OSError as exc:
             raise self._unavailable(f"{type(exc).__name__}: {exc.strerror or exc}") from None
         return connection
@@ -256,9 +259,8 @@ class Upstream:
         head = "\r\n".join(lines).encode("latin-1")
         return b"%s\r\nhost: %s\r\n\r\n%s" % (head, self.host_header, ctx.body)
 
-    def _unavailable(self, why: str) -> GatewayProblem:
-        return GatewayProblem(502, "upstream-unavailable", "Upstream unavailable",
-                              f"upstream {self.name!r} failed: {why}")
+    def _unavailable(self, why: str) -> Problem:
+        return UPSTREAM_UNAVAILABLE(f"upstream {self.name!r} failed: {why}")
 
 
 def _forward_headers(ctx: RequestContext, correlation_header: str) -> dict[str, str]:

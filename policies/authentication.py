@@ -11,9 +11,11 @@ from typing import Annotated
 import msgspec
 
 from policies.context import Policy, RequestContext
-from policies.errors import GatewayProblem
 from policies.identity import Directory
+from registry.problems import Problem, ProblemType
 from registry.tokens import JwtVerifier, TokenError, hash_api_key
+
+UNAUTHORIZED = ProblemType(401, "unauthorized", "Unauthorized")
 
 
 class AuthenticationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -79,8 +81,8 @@ class AuthenticationPolicy(Policy):
         return caller
 
 
-def _unauthorized(error: str | None, detail: str) -> GatewayProblem:
+def _unauthorized(error: str | None, detail: str) -> Problem:
     # a quoted-string of printable ASCII (RFC 9110 §5.6.4), whatever text a token error carries
     described = "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in detail)
     challenge = 'Bearer realm="govgate"' + (f', error="{error}", error_description="{described}"' if error else "")
-    return GatewayProblem(401, "unauthorized", "Unauthorized", detail, headers={"WWW-Authenticate": challenge})
+    return UNAUTHORIZED(detail, headers={"WWW-Authenticate": challenge})

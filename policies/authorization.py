@@ -8,7 +8,10 @@ from typing import Any
 import msgspec
 
 from policies.context import Policy, RequestContext
-from policies.errors import GatewayProblem
+from registry.problems import ProblemType
+
+NOT_SUBSCRIBED = ProblemType(403, "not-subscribed", "Forbidden")
+INSUFFICIENT_SCOPE = ProblemType(403, "insufficient-scope", "Forbidden")
 
 
 class AuthorizationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -33,18 +36,16 @@ class AuthorizationPolicy(Policy):
         self.alternatives = alternatives or [frozenset()]
 
     def on_request(self, ctx: RequestContext) -> None:
-        caller: Any = ctx.consumer
+        caller = ctx.consumer
         if caller is None:
             return  # anonymous calls were allowed by authentication's configuration
         if self.config.subscriptions and not caller.subscribed(self.contract, self.major):
-            raise GatewayProblem(403, "not-subscribed", "Forbidden",
-                                 f"consumer {caller.id!r} is not subscribed to {self.contract} v{self.major}")
+            raise NOT_SUBSCRIBED(f"consumer {caller.id!r} is not subscribed to {self.contract} v{self.major}")
         if self.config.scopes and not any(needed <= caller.scopes for needed in self.alternatives):
             wanted = " ".join(sorted(min(self.alternatives, key=len)))
-            raise GatewayProblem(403, "insufficient-scope", "Forbidden",
-                                 f"this operation needs the scopes: {wanted}",
-                                 headers={"WWW-Authenticate": f'Bearer realm="govgate", error="insufficient_scope", '
-                                                              f'scope="{wanted}"'})
+            raise INSUFFICIENT_SCOPE(f"this operation needs the scopes: {wanted}",
+                                     headers={"WWW-Authenticate": f'Bearer realm="govgate", '
+                                                                  f'error="insufficient_scope", scope="{wanted}"'})
 
 
 def requirement_of(document: dict[str, Any], operation: dict[str, Any]) -> list[dict[str, list[str]]]:

@@ -5,7 +5,7 @@ it. When the upstream is full, low classes (`shed_from` and below) get 503 at on
 flood of batch traffic costs the ERP nothing; higher classes wait briefly in per-class FIFO
 queues, and each freed slot goes to the highest class waiting.
 
-    ctx.extra["backend_protection"]   "held" → "released", or "shed" / "timed-out"
+    ctx.protection_slot   "held" → "released", or "shed" / "timed-out"
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from typing import Annotated
 import msgspec
 
 from policies.context import Policy, RequestContext
-from policies.errors import GatewayProblem
 from policies.identity import ANONYMOUS_PLAN
 from registry.model import Identifier
+from registry.problems import Problem, ProblemType
 
-SLOT = "backend_protection"
+UPSTREAM_SATURATED = ProblemType(503, "upstream-saturated", "Upstream saturated")
 
 
 class BackendProtectionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -147,29 +147,28 @@ class BackendProtectionPolicy(Policy):
         priority = ctx.consumer.plan.priority if ctx.consumer is not None else ANONYMOUS_PLAN.priority
         rank = self.guard.rank(priority)
         if self.guard.try_acquire(rank):
-            ctx.extra[SLOT] = "held"
+            ctx.protection_slot = "held"
             return None
         if rank >= self.shed_rank:
-            ctx.extra[SLOT] = "shed"
+            ctx.protection_slot = "shed"
             raise self._saturated(priority, rank, "is shed first")
         return self._wait(ctx, priority, rank)  # only waiting requests pay for a coroutine
 
     async def _wait(self, ctx: RequestContext, priority: str, rank: int) -> None:
         if await self.guard.acquire(rank, self.max_wait):
-            ctx.extra[SLOT] = "held"
+            ctx.protection_slot = "held"
             return
-        ctx.extra[SLOT] = "timed-out"
+        ctx.protection_slot = "timed-out"
         raise self._saturated(priority, rank, f"found no free slot within {self.max_wait_ms} ms")
 
     def on_finish(self, ctx: RequestContext) -> None:
-        if ctx.extra.get(SLOT) == "held":
-            ctx.extra[SLOT] = "released"
+        if ctx.protection_slot == "held":
+            ctx.protection_slot = "released"
             self.guard.release()
 
-    def _saturated(self, priority: str, rank: int, what: str) -> GatewayProblem:
+    def _saturated(self, priority: str, rank: int, what: str) -> Problem:
         listed = self.guard.classes[rank]
         label = repr(priority) if priority == listed else f"{priority!r} (counted as {listed!r})"
-        return GatewayProblem(
-            503, "upstream-saturated", "Upstream saturated",
+        return UPSTREAM_SATURATED(
             f"upstream {self.guard.name!r} is saturated; priority class {label} {what}",
             headers={"Retry-After": self.retry_after})

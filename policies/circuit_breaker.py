@@ -9,11 +9,12 @@ Only the upstream's own outcome counts: a 502 / 504 problem of the upstream call
 >= 500 the upstream answered. What the gateway refuses by itself (400, 429, a 503 of backend
 protection) says nothing about the upstream and is not recorded.
 
-Place the policy after response validation and before backend protection in the chain: its
-on_response then runs first (responses go in reverse order) and sees the upstream's own status,
-and a request refused here never waits for a slot.
+Place the policy before backend protection in the chain, so that a request refused here never
+waits for a slot. It reads what the upstream call left on the context:
 
-    ctx.extra["circuit_breaker"]   the breaker epoch a let-through request holds until on_finish
+    ctx.breaker_epoch      the breaker epoch a let-through request holds until on_finish
+    ctx.upstream_status    the status the upstream answered (whatever a policy made of it later)
+    ctx.upstream_failure   why the call failed: unavailable and timeout count against the upstream
 """
 
 from __future__ import annotations
@@ -28,14 +29,12 @@ from typing import Annotated, Literal
 import msgspec
 
 from policies.context import Policy, RequestContext
-from policies.errors import GatewayProblem
+from registry.problems import ProblemType
 
 log = logging.getLogger("govgate.circuit_breaker")
 
 State = Literal["closed", "open", "half_open"]
-UPSTREAM_FAILURE_SLUGS = frozenset({"upstream-unavailable", "upstream-timeout"})
-ADMITTED = "circuit_breaker"
-UPSTREAM_STATUS = "circuit_breaker.upstream_status"
+CIRCUIT_OPEN = ProblemType(503, "circuit-open", "Upstream circuit open")
 
 
 class CircuitBreakerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -156,35 +155,25 @@ class CircuitBreakerPolicy(Policy):
     """Answers 503 while its upstream's breaker is open; reports upstream outcomes to it."""
 
     def __init__(self, config: CircuitBreakerConfig, breaker: CircuitBreaker) -> None:
-        self.enabled = config.enabled
         self.breaker = breaker
 
     def on_request(self, ctx: RequestContext) -> None:
-        if not self.enabled:
-            return
         breaker = self.breaker
         if breaker.allow():
-            ctx.extra[ADMITTED] = breaker.epoch
+            ctx.breaker_epoch = breaker.epoch
             return
         wait = breaker.retry_after()
-        raise GatewayProblem(
-            503, "circuit-open", "Upstream circuit open",
+        raise CIRCUIT_OPEN(
             f"upstream {breaker.name!r} is failing; calls are paused"
             + (f" for {wait:.1f} s more" if wait > 0 else " while a probe checks it"),
             headers={"Retry-After": str(max(1, math.ceil(wait)))})
 
-    def on_response(self, ctx: RequestContext) -> None:
-        # the status the upstream answered, kept in case a policy fails the response afterwards
-        if ADMITTED in ctx.extra and not ctx.answered:
-            ctx.extra[UPSTREAM_STATUS] = ctx.response_status
-
     def on_finish(self, ctx: RequestContext) -> None:
-        epoch = ctx.extra.pop(ADMITTED, None)
+        epoch, ctx.breaker_epoch = ctx.breaker_epoch, None
         if epoch is None:
-            return  # refused here, or the breaker is off
-        problem = ctx.problem
-        status = ctx.extra.get(UPSTREAM_STATUS)
-        if problem is not None and problem.slug in UPSTREAM_FAILURE_SLUGS:
+            return  # refused here
+        status = ctx.upstream_status
+        if ctx.upstream_failure in ("upstream-unavailable", "upstream-timeout"):
             self.breaker.record(False, epoch=epoch)
         elif status is not None:
             self.breaker.record(status < 500, epoch=epoch)

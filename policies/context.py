@@ -2,7 +2,7 @@
 
 A policy has up to three phases, after Kong's plugin handlers:
 
-    on_request(ctx)          before the upstream, in chain order; may raise GatewayProblem to
+    on_request(ctx)          before the upstream, in chain order; may raise a Problem to
                              answer at once, or answer itself (ctx.answer(...)) to skip the rest
     on_response(ctx)         after the upstream (or an answer), in reverse order
     on_finish(ctx)           always, in reverse order, for every policy whose on_request ran:
@@ -15,21 +15,50 @@ the policy: one policy object serves every request of its route concurrently.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
-    from policies.errors import GatewayProblem
+    from policies.identity import Caller
+    from policies.idempotency import Claim
+    from registry.problems import Problem
+
+ValidationMode = Literal["enforce", "report", "off"]
+UpstreamFailure = Literal["upstream-unavailable", "upstream-timeout", "upstream-response-invalid"]
+"""Why an upstream call failed, as metrics label it; unavailable and timeout also open the breaker."""
+SlotState = Literal["held", "released", "shed", "timed-out"]
+
+
+class RouteInfo(Protocol):
+    """What policies read of the route a request took (an API operation or an event stream action)."""
+
+    @property
+    def contract(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def major(self) -> int: ...
+    @property
+    def operation_id(self) -> str: ...
+    @property
+    def upstream(self) -> str | None: ...
 
 
 class RequestContext:
-    """One request on its way through the chain; policies read and annotate it."""
+    """One request on its way through the chain; policies read and annotate it.
+
+    Besides the request and the response, each policy that hands state from one phase to the
+    next, or reports to another, has a typed field of its own here (after the blank line below).
+    """
 
     __slots__ = (
         "method", "path", "raw_path", "query_string", "headers", "client", "scheme", "host",
         "body", "path_params", "correlation_id", "route", "response_status", "response_headers",
-        "response_body", "extra", "consumer", "answered", "problem", "add_headers", "started", "reached",
+        "response_body", "consumer", "answered", "problem", "add_headers", "started", "reached",
+        "request_invalid", "request_violations", "response_invalid", "response_violations", "rate_limited",
+        "upstream_status", "upstream_failure", "upstream_retries", "breaker_epoch", "protection_slot",
+        "idempotency_claim",
     )
 
     def __init__(
@@ -55,17 +84,28 @@ class RequestContext:
         self.body = b""
         self.path_params: dict[str, str] = {}
         self.correlation_id = ""
-        self.route: Any = None
-        self.consumer: Any = None  # set by authentication: who is calling
+        self.route: RouteInfo | None = None
+        self.consumer: Caller | None = None  # set by authentication: who is calling
         self.response_status = 0
         self.response_headers: list[tuple[str, str]] = []
         self.response_body = b""
         self.answered = False
         self.reached = -1  # the chain index of the last policy whose on_request ran: those finish
-        self.problem: GatewayProblem | None = None
+        self.problem: Problem | None = None
         self.add_headers: list[tuple[str, str]] = []  # go on every answer, problems included
         self.started = time.perf_counter()
-        self.extra: dict[str, Any] = {}
+
+        self.request_invalid: ValidationMode | None = None  # request validation found violations, in this mode
+        self.request_violations: list[Any] = []
+        self.response_invalid: ValidationMode | None = None  # response validation found violations, in this mode
+        self.response_violations: list[Any] = []
+        self.rate_limited: Literal["rate-limited", "quota-exceeded"] | None = None
+        self.upstream_status: int | None = None  # what the upstream answered, whatever a policy made of it
+        self.upstream_failure: UpstreamFailure | None = None
+        self.upstream_retries = 0
+        self.breaker_epoch: int | None = None  # the circuit breaker let this request through in this epoch
+        self.protection_slot: SlotState | None = None  # backend protection's slot for this request
+        self.idempotency_claim: Claim | None = None  # the Idempotency-Key this request holds until it finishes
 
     def answer(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         """Answer without calling the upstream (a replayed response, say)."""

@@ -10,7 +10,9 @@ from email.utils import format_datetime
 import msgspec
 
 from policies.context import Policy, RequestContext
-from policies.errors import GatewayProblem
+from registry.problems import ProblemType
+
+VERSION_GONE = ProblemType(410, "version-gone", "Gone")
 
 
 class DeprecationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -45,6 +47,5 @@ class DeprecationPolicy(Policy):
         ctx.add_headers.extend(self.headers)
         if self.retired or (self.sunset_at is not None and time.time() >= self.sunset_at):
             moved = f"; use {self.successor}" if self.successor else ""
-            raise GatewayProblem(410, "version-gone", "Gone",
-                                 f"{self.contract} v{self.major} is {'retired' if self.retired else 'past its sunset'}"
+            raise VERSION_GONE(f"{self.contract} v{self.major} is {'retired' if self.retired else 'past its sunset'}"
                                  f"{moved}")

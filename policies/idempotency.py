@@ -27,7 +27,7 @@ import msgspec
 import redis
 
 from policies.context import Policy, RequestContext
-from policies.errors import GatewayProblem
+from registry.problems import Problem
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -36,7 +36,6 @@ log = logging.getLogger("govgate.idempotency")
 
 BACKEND_ERRORS = (redis.RedisError, OSError)  # OSError: ConnectionError and TimeoutError included
 RETRYABLE = frozenset({408, 425, 429})  # the client is told to try again: storing would pin the failure
-_STATE = "idempotency"
 _BARE_KEY = re.compile(r"[\x21\x23-\x7e][\x21-\x7e]*")  # a leading quote means an sf-string
 _SF_STRING = re.compile(r'"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"')  # RFC 8941 sString
 
@@ -56,10 +55,10 @@ PROBLEMS: dict[str, tuple[int, str, str, dict[str, str]]] = {
 _REFUSED = {"mismatch": "idempotency-key-reused", "in_flight": "idempotency-request-in-flight"}
 
 
-def problem(slug: str, **args: object) -> GatewayProblem:
+def problem(slug: str, **args: object) -> Problem:
     """The problem `slug`, its detail filled in from `args`."""
     status, title, detail, headers = PROBLEMS[slug]
-    return GatewayProblem(status, slug, title, detail.format(**args), headers=dict(headers))
+    return Problem(detail.format(**args), headers=dict(headers), status=status, slug=slug, title=title)
 
 
 class IdempotencyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -79,6 +78,10 @@ class IdempotencyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     """Longer keys are refused with 400."""
     max_body_bytes: Annotated[int, msgspec.Meta(ge=0)] = 1024 * 1024
     """Larger responses are not stored: the lock is released and a retry goes upstream again."""
+
+    def applies_to(self, method: str) -> bool:
+        """Whether an operation of this method has the policy in its chain."""
+        return self.enabled and method.upper() in {m.upper() for m in self.methods}
     required: bool = False
     """A request with one of `methods` and no key is refused with 400."""
 
@@ -235,7 +238,7 @@ def fingerprint_of(ctx: RequestContext) -> str:
     return digest.hexdigest()
 
 
-class _Claim(msgspec.Struct):
+class Claim(msgspec.Struct):
     """This request holds the in-flight lock of `key` until it stores or releases it."""
 
     key: str
@@ -253,7 +256,6 @@ class IdempotencyPolicy(Policy):
                  operation_id: str) -> None:
         self.config = config
         self.store = store
-        self.methods = frozenset(m.upper() for m in config.methods)
         self.header = config.header.lower()
         self.scope = f"{contract}:v{major}:{operation_id}"
 
@@ -267,8 +269,6 @@ class IdempotencyPolicy(Policy):
         return key
 
     async def on_request(self, ctx: RequestContext) -> None:
-        if not self.config.enabled or ctx.method.upper() not in self.methods:
-            return
         sent = ctx.headers.get(self.header)
         if sent is None:
             if self.config.required:
@@ -282,7 +282,7 @@ class IdempotencyPolicy(Policy):
         except BACKEND_ERRORS as exc:
             raise problem("idempotency-unavailable", error=type(exc).__name__) from None
         if begun.outcome == "started":
-            ctx.extra[_STATE] = _Claim(key, begun.token, fingerprint)
+            ctx.idempotency_claim = Claim(key, begun.token, fingerprint)
         elif begun.response is not None:  # replay
             stored = begun.response
             ctx.answer(stored.status, [*stored.headers, ("Idempotent-Replayed", "true")], stored.body)
@@ -290,7 +290,7 @@ class IdempotencyPolicy(Policy):
             raise problem(_REFUSED[begun.outcome])
 
     async def on_response(self, ctx: RequestContext) -> None:
-        claim = ctx.extra.get(_STATE)
+        claim = ctx.idempotency_claim
         status = ctx.response_status
         if (claim is None or claim.settled or status >= 500 or status in RETRYABLE
                 or len(ctx.response_body) > self.config.max_body_bytes):
@@ -307,7 +307,7 @@ class IdempotencyPolicy(Policy):
             log.warning("idempotency record not stored: %r", exc, extra={"correlation_id": ctx.correlation_id})
 
     async def on_finish(self, ctx: RequestContext) -> None:
-        claim = ctx.extra.get(_STATE)
+        claim = ctx.idempotency_claim
         if claim is None or claim.settled:
             return
         claim.settled = True

@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import msgspec
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -27,15 +27,19 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from policies.context import Policy, RequestContext
-from policies.errors import GatewayProblem
 from policies.identity import ANONYMOUS_PLAN
-from policies.redis_script import RedisScript
+from policies.state.redis_script import RedisScript
+from registry.problems import ProblemType
 
 log = logging.getLogger("govgate.rate_limit")
 
 DAY = 86400
 EPSILON = 1e-6  # a request a microsecond early is on time: float sums of T must not deny it
 BACKEND_ERRORS = (RedisError, OSError, TimeoutError)
+
+RATE_LIMITED = ProblemType(429, "rate-limited", "Too many requests")
+QUOTA_EXCEEDED = ProblemType(429, "quota-exceeded", "Daily quota exceeded")
+RATE_LIMIT_UNAVAILABLE = ProblemType(503, "rate-limit-unavailable", "Rate limiting is unavailable")
 
 
 class RateLimitConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -73,6 +77,8 @@ class Limiter(Protocol):
 
     async def acquire(self, key: str, rate: float, burst: int, quota_per_day: int | None) -> Decision: ...
 
+    async def aclose(self) -> None: ...
+
 
 def _decision(allowed: bool, burst: int, interval: float, full_in: float, retry: float,
               quota: int | None, used: int, over: bool, day_left: float) -> Decision:
@@ -98,6 +104,9 @@ class MemoryLimiter:
 
     async def acquire(self, key: str, rate: float, burst: int, quota_per_day: int | None) -> Decision:
         return self.decide(key, rate, burst, quota_per_day)
+
+    async def aclose(self) -> None:
+        """Nothing to close: the state is this process's memory."""
 
     def decide(self, key: str, rate: float, burst: int, quota_per_day: int | None) -> Decision:
         """The synchronous core: no await between read and write, so no race in one event loop."""
@@ -205,6 +214,11 @@ class RedisLimiter:
                          int(used), bool(over), float(day_left))
 
 
+# state.backend -> the limiter, given the shared Redis client (None for memory) and its key prefix
+LIMITERS: dict[str, Callable[[Any, str], Limiter]] = {
+    "memory": lambda redis, prefix: MemoryLimiter(),
+    "redis": RedisLimiter,
+}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -235,8 +249,6 @@ class RateLimitPolicy(Policy):
         self.warned_at = -math.inf  # log throttle, not request state
 
     async def on_request(self, ctx: RequestContext) -> None:
-        if not self.config.enabled:
-            return
         consumer = ctx.consumer
         key = (consumer.id if consumer is not None else f"anon:{ctx.client}") + self.scope
         plan = consumer.plan if consumer is not None else ANONYMOUS_PLAN
@@ -244,9 +256,8 @@ class RateLimitPolicy(Policy):
             decision = await self.limiter.acquire(key, plan.rate_per_second, plan.burst, plan.quota_per_day)
         except BACKEND_ERRORS as exc:
             if self.config.failure_mode == "closed":
-                raise GatewayProblem(503, "rate-limit-unavailable", "Rate limiting is unavailable",
-                                     "The rate limit backend did not answer; retry shortly.",
-                                     headers={"Retry-After": "1"}) from exc
+                raise RATE_LIMIT_UNAVAILABLE("The rate limit backend did not answer; retry shortly.",
+                                             headers={"Retry-After": "1"}) from exc
             if time.monotonic() - self.warned_at > 10:  # at most one warning per 10 s per route
                 self.warned_at = time.monotonic()
                 log.warning("rate limit backend failed, admitting without a limit: %r", exc)
@@ -258,9 +269,9 @@ class RateLimitPolicy(Policy):
             return
         retry_after = {"Retry-After": str(max(1, math.ceil(decision.retry_after_seconds - EPSILON)))}
         if decision.quota_exceeded:
-            raise GatewayProblem(429, "quota-exceeded", "Daily quota exceeded",
-                                 f"The daily quota of {decision.quota_limit} requests is used up "
+            ctx.rate_limited = "quota-exceeded"
+            raise QUOTA_EXCEEDED(f"The daily quota of {decision.quota_limit} requests is used up "
                                  "until the next UTC day.", headers=retry_after)
-        raise GatewayProblem(429, "rate-limited", "Too many requests",
-                             f"The plan allows {plan.rate_per_second:g} requests per second with a burst "
-                             f"of {plan.burst}.", headers=retry_after)
+        ctx.rate_limited = "rate-limited"
+        raise RATE_LIMITED(f"The plan allows {plan.rate_per_second:g} requests per second with a burst "
+                           f"of {plan.burst}.", headers=retry_after)

@@ -10,24 +10,27 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qsl
 
 import jsonschema_rs
 import msgspec
 
-from policies.context import Policy, RequestContext
-from policies.errors import GatewayProblem, ValidationFailed
+from policies.context import Policy, RequestContext, ValidationMode
 from registry.documents import resolve_pointer
+from registry.problems import Problem, ProblemType
 from registry.schemas import DIALECT_2020_12, components_as_json_schema, convert, is_openapi_30
 
 log = logging.getLogger("govgate.validation")
 
-ValidationMode = Literal["enforce", "report", "off"]
 _INTEGER = re.compile(r"-?\d{1,30}")
 _NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _MAX_MESSAGE = 300
 _LOCATIONS = ("path", "query", "header")
+
+VALIDATION_FAILED = ProblemType(400, "validation-failed", "Request does not match the contract")
+UNSUPPORTED_MEDIA_TYPE = ProblemType(415, "unsupported-media-type", "Unsupported media type")
+MALFORMED_JSON = ProblemType(400, "malformed-json", "Malformed JSON body")
 
 
 class RequestValidationConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -97,7 +100,7 @@ class OperationValidator:
         self.validator = jsonschema_rs.Draft202012Validator(root, validate_formats=check_formats, offline=True)
 
     def check(self, path_params: dict[str, str], query_string: str, headers: dict[str, str], body: bytes) -> None:
-        """Raise a GatewayProblem (400, 415) naming every way the request breaks the contract."""
+        """Raise a Problem (400, 415) naming every way the request breaks the contract."""
         instance: dict[str, Any] = {"path": {}, "query": {}, "header": {}}
         query = _parse_query(query_string) if query_string else {}
         errors = []
@@ -116,8 +119,7 @@ class OperationValidator:
             if self.has_body:
                 media_type = content_type.split(";")[0].strip().lower()
                 if not any(_media_matches(media_type, declared) for declared in self.media_types):
-                    raise GatewayProblem(
-                        415, "unsupported-media-type", "Unsupported media type",
+                    raise UNSUPPORTED_MEDIA_TYPE(
                         f"content type {content_type or '(none)'!r} is not one of {self.media_types}",
                         headers={"Accept-Post": ", ".join(self.media_types)},
                     )
@@ -132,7 +134,7 @@ class OperationValidator:
             message = error.message if len(error.message) <= _MAX_MESSAGE else error.message[:_MAX_MESSAGE] + "…"
             errors.append({"in": location, "pointer": "".join(f"/{_escape(p)}" for p in rest), "message": message})
         if errors:
-            raise ValidationFailed(errors)
+            raise validation_failed(errors)
 
     def _deref(self, node: Any) -> Any:
         seen = 0
@@ -162,16 +164,23 @@ class RequestValidationPolicy(Policy):
         self.validator = validator
 
     def on_request(self, ctx: RequestContext) -> None:
-        if self.mode == "off":
-            return
         try:
             self.validator.check(ctx.path_params, ctx.query_string, ctx.headers, ctx.body)
-        except GatewayProblem as problem:
+        except Problem as problem:
             if self.mode == "enforce":
+                if problem.slug == VALIDATION_FAILED.slug:
+                    ctx.request_invalid = "enforce"
                 raise
-            ctx.extra["validation_errors"] = problem.errors or [{"message": problem.detail}]
+            ctx.request_invalid = "report"
+            ctx.request_violations = problem.errors or [{"message": problem.detail}]
             log.warning("contract violation passed in report mode",
-                        extra={"correlation_id": ctx.correlation_id, "errors": ctx.extra["validation_errors"]})
+                        extra={"correlation_id": ctx.correlation_id, "errors": ctx.request_violations})
+
+
+def validation_failed(errors: list[dict[str, Any]]) -> Problem:
+    """The request breaks the published contract: one entry per violated constraint."""
+    count = len(errors)
+    return VALIDATION_FAILED(f"{count} validation error{'s' if count != 1 else ''}", errors=errors)
 
 
 def _parse_query(query_string: str) -> dict[str, list[str]]:
@@ -209,7 +218,7 @@ def _decode_json(body: bytes) -> Any:
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         # msgspec raises UnicodeDecodeError for bytes that are not UTF-8 and RecursionError for deep nesting
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
-        raise GatewayProblem(400, "malformed-json", "Malformed JSON body", f"the body is not valid JSON: {reason}",
+        raise MALFORMED_JSON(f"the body is not valid JSON: {reason}",
                              errors=[{"in": "body", "pointer": "", "message": reason}]) from None
 
 

@@ -15,21 +15,21 @@ from typing import Annotated, Any
 import jsonschema_rs
 import msgspec
 
-from policies.context import Policy, RequestContext
-from policies.errors import GatewayProblem
+from policies.context import Policy, RequestContext, ValidationMode
 from policies.request_validation import (
     _MAX_MESSAGE,
     OperationValidator,
     Parameter,
-    ValidationMode,
     _deserialize,
     _escape,
     _is_json,
     _media_matches,
 )
+from registry.problems import ProblemType
 from registry.schemas import DIALECT_2020_12, components_as_json_schema, convert, is_openapi_30
 
 log = logging.getLogger("govgate.validation")
+UPSTREAM_RESPONSE_INVALID = ProblemType(502, "upstream-response-invalid", "Upstream response does not match the contract")
 
 Error = dict[str, str]
 
@@ -181,13 +181,14 @@ class ResponseValidationPolicy(Policy):
         errors = self.validator.check(ctx.response_status, headers, body)
         if not errors:
             return
-        ctx.extra["response_validation_errors"] = errors
+        ctx.response_invalid, ctx.response_violations = self.mode, errors
         log.warning("upstream response breaks the contract (%s mode)", self.mode,
                     extra={"correlation_id": ctx.correlation_id, "status": ctx.response_status, "errors": errors})
         if self.mode == "enforce":
             violations = f"{len(errors)} contract violation{'s' if len(errors) != 1 else ''}"
-            raise GatewayProblem(502, "upstream-response-invalid", "Upstream response does not match the contract",
-                                 f"the upstream answered {ctx.response_status} with {violations}", errors=errors)
+            ctx.upstream_failure = "upstream-response-invalid"
+            raise UPSTREAM_RESPONSE_INVALID(f"the upstream answered {ctx.response_status} with {violations}",
+                                            errors=errors)
 
 
 def _status_key(status: Any) -> str:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, Router, delete, get, post
-from litestar.datastructures import State
 from litestar.di import Provide
 
 from litestar.openapi import ResponseSpec
@@ -19,7 +19,7 @@ from registry.errors import InvalidRequest, RegistryError
 from registry.audit import AuditRecord
 from registry.audit import Verification as ChainVerification
 from registry.webhooks import Delivery, NewWebhook, Webhook
-from registry.auth import ADMINS, AUDITORS, BOARD, INTEGRATORS, READERS, identity
+from registry.auth import ADMINS, AUDITORS, BOARD, INTEGRATORS, READERS, VERIFIER, identity
 from registry.model import (
     ChangeRequest,
     Consumer,
@@ -37,6 +37,7 @@ from registry.model import (
     VoteRequest,
 )
 from registry.service import Registry
+from registry.tokens import JwtVerifier
 
 DOCUMENT_MEDIA_TYPES = {
     "application/json", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml",
@@ -90,11 +91,13 @@ VOTE_PROBLEMS = {**PROBLEMS, 412: _problem("If-Match names an older row version"
 
 class UnsupportedMediaType(RegistryError):
     status = 415
+    slug = "unsupported-media-type"
     title = "Unsupported media type"
 
 
 class PayloadTooLarge(RegistryError):
     status = 413
+    slug = "payload-too-large"
     title = "Payload too large"
 
 
@@ -151,9 +154,8 @@ class DocumentUpload(Operation):
         )
 
 
-def provide_registry(state: State) -> Registry:
-    """The Registry the app keeps in its state."""
-    return state.registry
+WebhookSecret = Callable[[str], str]
+"""A webhook's signing secret from its id (derived from the gateway's key, never stored)."""
 
 
 class ContractController(Controller):
@@ -405,9 +407,10 @@ class WebhookController(Controller):
     guards = [ADMINS]
 
     @post("/", summary="Subscribe a URL to events; the signing secret is in the answer, once", responses=PROBLEMS)
-    async def create(self, registry: Registry, request: Request[Any, Any, Any], data: NewWebhook) -> WebhookCreated:
+    async def create(self, registry: Registry, request: Request[Any, Any, Any], data: NewWebhook,
+                     webhook_secret: WebhookSecret) -> WebhookCreated:
         webhook = await registry.create_webhook(data, actor=(await identity(request)).subject)
-        return WebhookCreated(webhook=webhook, secret=request.app.state.webhook_secret(webhook.id))
+        return WebhookCreated(webhook=webhook, secret=webhook_secret(webhook.id))
 
     @get("/", summary="List webhooks", responses=PROBLEMS)
     async def list(self, registry: Registry) -> list[Webhook]:
@@ -438,10 +441,13 @@ class PlanController(Controller):
         return await registry.store.list_plans()
 
 
-registry_router = Router(
-    path="/registry",
-    route_handlers=[ContractController, ChangeController, ConsumerController, PlanController, WebhookController,
-                    list_published,
-                    audit_log, audit_verify],
-    dependencies={"registry": Provide(provide_registry, sync_to_thread=False)},
-)
+def registry_router(registry: Registry, verifier: JwtVerifier, webhook_secret: WebhookSecret) -> Router:
+    """The /registry API over `registry`; callers' tokens are checked by `verifier` (audience: the registry)."""
+    return Router(
+        path="/registry",
+        route_handlers=[ContractController, ChangeController, ConsumerController, PlanController, WebhookController,
+                        list_published, audit_log, audit_verify],
+        dependencies={"registry": Provide(lambda: registry, use_cache=True, sync_to_thread=False),
+                      "webhook_secret": Provide(lambda: webhook_secret, use_cache=True, sync_to_thread=False)},
+        opt={VERIFIER: verifier},
+    )

@@ -21,7 +21,7 @@ PUBLISH_SCOPE = "events:publish"
 CONSUME_SCOPE = "events:consume"
 HTTP_BINDING = "0.3.0"
 
-# what the envelope looks like; policies/events_envelope.py compiles its own checks from the same fields
+# what the envelope looks like; gateway/events/envelope.py compiles its own checks from the same fields
 ENVELOPE_PROPERTIES: dict[str, Any] = {
     "specversion": {"const": "1.0", "description": "CloudEvents version."},
     "id": {"type": "string", "minLength": 1, "maxLength": 256,

@@ -18,10 +18,13 @@ from registry.tokens import JwtVerifier, TokenError
 
 ROLES = ("integrator", "board", "admin")
 REGISTRY_AUDIENCE = "govgate-registry"
+VERIFIER = "registry_verifier"
+"""The route option carrying the token verifier of the registry's callers (set by api.registry_router)."""
 
 
 class Unauthorized(RegistryError):
     status = 401
+    slug = "unauthorized"
     title = "Unauthorized"
 
     def __init__(self, detail: str) -> None:
@@ -47,7 +50,7 @@ async def identity(connection: ASGIConnection[Any, Any, Any, Any]) -> Identity:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send a bearer token with a registry role")
-    verifier: JwtVerifier = connection.app.state.registry_verifier  # audience: the registry
+    verifier: JwtVerifier = connection.route_handler.opt[VERIFIER]  # audience: the registry
     try:
         claims = await verifier.verify(token.strip())
     except TokenError as exc:

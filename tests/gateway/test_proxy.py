@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from gateway.pipeline import Pipeline
 from gateway.proxy import Gateway
 from gateway.routing import RoutingTable
 from gateway.upstream import Upstream, UpstreamConfig
@@ -26,8 +27,8 @@ def test_a_request_cancelled_while_the_upstream_works_gives_its_slot_back() -> N
         url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
         config = BackendProtectionConfig(max_in_flight=1)
         guard = UpstreamGuard(config, "erp")
-        gateway = Gateway(CorrelationIdPolicy(CorrelationIdConfig()), {"erp": Upstream("erp", UpstreamConfig(url=url))},
-                          max_body_bytes=1024)
+        pipeline = Pipeline(CorrelationIdPolicy(CorrelationIdConfig()), max_body_bytes=1024, body_timeout=15)
+        gateway = Gateway(pipeline, {"erp": Upstream("erp", UpstreamConfig(url=url))})
         gateway.swap(RoutingTable.compile([published("erp.orders", "1.0.0", {"/orders": {"get": op("list")}})],
                                           lambda *args: [BackendProtectionPolicy(config, guard)]))
         scope = {"type": "http", "method": "GET", "path": "/erp.orders/v1/orders", "raw_path": b"/erp.orders/v1/orders",

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from gateway.routing import RoutingTable
-from policies.errors import GatewayProblem
+from registry.problems import Problem
 from registry.model import Contract, Version
 
 NOW = datetime.now(UTC)
@@ -54,7 +54,7 @@ def test_newest_published_version_of_each_major_serves() -> None:
     )
     assert routes.match("/erp.orders/v1/a", "GET")[0].operation_id == "newest"
     assert routes.match("/erp.orders/v2/b", "GET")[0].operation_id == "v2"
-    with pytest.raises(GatewayProblem) as gone:
+    with pytest.raises(Problem) as gone:
         routes.match("/erp.orders/v2/a", "GET")
     assert gone.value.status == 404
 
@@ -62,14 +62,14 @@ def test_newest_published_version_of_each_major_serves() -> None:
 @pytest.mark.parametrize("path", ["/", "/erp.orders", "/erp.orders/1/a", "/erp.orders/v01/a", "/ERP/v1/a",
                                   "/erp.orders/v1/../a", "/erp.orders/v1/a/"])
 def test_unknown_paths_are_404(path: str) -> None:
-    with pytest.raises(GatewayProblem) as missing:
+    with pytest.raises(Problem) as missing:
         table(published("erp.orders", "1.0.0", {"/a": {"get": op("a")}})).match(path, "GET")
     assert missing.value.status == 404
 
 
 def test_wrong_method_is_405_with_allow() -> None:
     routes = table(published("erp.orders", "1.0.0", {"/a": {"get": op("a"), "post": op("b")}}))
-    with pytest.raises(GatewayProblem) as wrong:
+    with pytest.raises(Problem) as wrong:
         routes.match("/erp.orders/v1/a", "DELETE")
     assert wrong.value.status == 405 and wrong.value.headers["Allow"] == "GET, POST"
 
@@ -78,6 +78,7 @@ def test_operations_without_an_operation_id_keep_separate_limit_and_idempotency_
     """The route's fallback id ("post /orders") reaches the policies, so two such operations share nothing."""
     from gateway.chain import ChainBuilder
     from gateway.config import GatewayConfig
+    from gateway.services import Services
     from policies.idempotency import IdempotencyPolicy
     from policies.rate_limit import RateLimitPolicy
 
@@ -85,7 +86,7 @@ def test_operations_without_an_operation_id_keep_separate_limit_and_idempotency_
                               "tokens": {"signing_key_file": str(tmp_path / "k.pem")}}, GatewayConfig)
     anonymous = {"responses": {"200": {"description": "ok"}}}  # no operationId
     routes = table(published("erp.orders", "1.0.0", {"/orders": {"post": anonymous}, "/returns": {"post": anonymous}}),
-                   build_chain=ChainBuilder(config))
+                   build_chain=ChainBuilder(Services(config)))
     scopes = {(type(p).__name__, p.scope) for template in ("/orders", "/returns")
               for p in routes.match(f"/erp.orders/v1{template}", "POST")[0].chain
               if isinstance(p, (RateLimitPolicy, IdempotencyPolicy))}

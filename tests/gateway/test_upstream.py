@@ -10,7 +10,7 @@ import pytest
 
 from gateway.upstream import Upstream, UpstreamConfig
 from policies.context import RequestContext
-from policies.errors import GatewayProblem
+from registry.problems import Problem
 
 Answer = Callable[[bytes], Awaitable[bytes | None]]  # the request's head and body -> raw answer (None: close)
 
@@ -185,7 +185,7 @@ def test_a_broken_answer_is_502_and_its_connection_is_dropped(raw: bytes | None,
         server = await asyncio.start_server(serve, "127.0.0.1", 0)
         url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
         upstream = Upstream("erp", UpstreamConfig(url=url, retries=0))
-        with pytest.raises(GatewayProblem) as caught:
+        with pytest.raises(Problem) as caught:
             await upstream.handle_request(ctx("GET"))
         assert (caught.value.status, caught.value.slug) == (502, "upstream-unavailable")
         assert why in caught.value.detail and upstream.idle == []
@@ -205,7 +205,7 @@ def test_a_slow_upstream_is_504_and_the_next_call_gets_a_fresh_connection() -> N
         nonlocal slow
         async with Scripted(answer) as server:
             upstream = Upstream("erp", UpstreamConfig(url=server.url, read_timeout=0.2))
-            with pytest.raises(GatewayProblem) as caught:
+            with pytest.raises(Problem) as caught:
                 await upstream.handle_request(ctx())
             assert (caught.value.status, caught.value.slug) == (504, "upstream-timeout")
             slow = False
@@ -243,10 +243,10 @@ def test_nothing_listening_is_502_and_idempotent_calls_are_retried() -> None:
         await server.wait_closed()
         upstream = Upstream("erp", UpstreamConfig(url=f"http://127.0.0.1:{port}", retries=2, retry_backoff_ms=1))
         request = ctx("GET")
-        with pytest.raises(GatewayProblem) as caught:
+        with pytest.raises(Problem) as caught:
             await upstream.handle_request(request)
         assert (caught.value.status, caught.value.slug) == (502, "upstream-unavailable")
-        assert "ConnectionRefusedError" in caught.value.detail and request.extra["upstream_retries"] == 2
+        assert "ConnectionRefusedError" in caught.value.detail and request.upstream_retries == 2
     run(main())
 
 

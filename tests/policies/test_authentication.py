@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from policies.authentication import AuthenticationConfig, AuthenticationPolicy, DirectoryHolder
 from policies.context import RequestContext
-from policies.errors import GatewayProblem
+from registry.problems import Problem
 from policies.identity import Caller, Directory
 from registry.tokens import IssuerConfig, JwtVerifier, SigningKey, TokenError, hash_api_key
 from tests.conftest import free_port, spawn, stop, wait_http
@@ -159,6 +159,6 @@ def test_policy_resolves_bearer_and_api_key_callers(tmp_path: Path) -> None:
     assert ctx.consumer.scopes == {"orders:read", "orders:write"}
     for headers in ({}, {"x-api-key": "gg_key_wrong"}, {"authorization": "Basic eDp5"},
                     {"authorization": f"Bearer {key.issue(issuer='govgate', audience='govgate-gateway', subject='ghost', ttl_seconds=60)}"}):
-        with pytest.raises(GatewayProblem) as refused:
+        with pytest.raises(Problem) as refused:
             asyncio.run(policy.on_request(context(headers)))
         assert refused.value.status == 401 and refused.value.headers["WWW-Authenticate"].startswith("Bearer")

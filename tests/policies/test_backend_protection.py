@@ -11,7 +11,7 @@ import pytest
 
 from policies.backend_protection import BackendProtectionConfig, BackendProtectionPolicy, UpstreamGuard
 from policies.context import RequestContext
-from policies.errors import GatewayProblem
+from registry.problems import Problem
 from policies.identity import Caller
 from registry.model import Plan
 
@@ -31,13 +31,13 @@ def request(priority: str | None) -> RequestContext:
     return ctx
 
 
-async def enter(policy: BackendProtectionPolicy, ctx: RequestContext) -> GatewayProblem | None:
+async def enter(policy: BackendProtectionPolicy, ctx: RequestContext) -> Problem | None:
     """Run on_request as the proxy does; the problem it answered with, if any."""
     try:
         outcome = policy.on_request(ctx)
         if outcome is not None:
             await outcome
-    except GatewayProblem as problem:
+    except Problem as problem:
         ctx.problem, ctx.response_status = problem, problem.status
         return problem
     return None
@@ -56,20 +56,20 @@ def test_saturation_sheds_low_classes_at_once_and_a_high_class_gets_the_next_slo
             assert await enter(policy, ctx) is None
         for priority in ("marketplace-sync", "batch", "unlisted-class"):
             ctx = request(priority)
-            with pytest.raises(GatewayProblem) as caught:
+            with pytest.raises(Problem) as caught:
                 policy.on_request(ctx)  # synchronously: a shed request never waits
             problem = caught.value
             assert (problem.status, problem.slug) == (503, "upstream-saturated")
             assert problem.headers == {"Retry-After": "1"} and repr(priority) in problem.detail
             policy.on_finish(ctx)
-            assert ctx.extra["backend_protection"] == "shed" and guard.in_flight == 2
+            assert ctx.protection_slot == "shed" and guard.in_flight == 2
         waiter = request("normal")
         waiting = asyncio.create_task(enter(policy, waiter))
         await settle()
         assert guard.waiting == {"checkout": 0, "normal": 1, "marketplace-sync": 0, "batch": 0}
         policy.on_finish(holders[0])
         assert await waiting is None
-        assert waiter.extra["backend_protection"] == "held" and guard.in_flight == 2
+        assert waiter.protection_slot == "held" and guard.in_flight == 2
         for ctx in (holders[1], waiter):
             policy.on_finish(ctx)
         assert guard.in_flight == 0 and sum(guard.waiting.values()) == 0
@@ -106,7 +106,7 @@ def test_a_waiting_class_gets_503_once_max_wait_has_passed() -> None:
         assert problem is not None and problem.slug == "upstream-saturated"
         assert "20 ms" in problem.detail and problem.headers["Retry-After"] == "3"
         assert 0.015 <= time.perf_counter() - started < 1.0
-        assert late.extra["backend_protection"] == "timed-out" and guard.waiting["checkout"] == 0
+        assert late.protection_slot == "timed-out" and guard.waiting["checkout"] == 0
         policy.on_finish(late)
         policy.on_finish(holder)
         assert guard.in_flight == 0
@@ -217,7 +217,7 @@ def test_on_finish_releases_exactly_once_and_notes_it() -> None:
     assert policy.on_request(ctx) is None and guard.in_flight == 1
     policy.on_finish(ctx)
     policy.on_finish(ctx)
-    assert guard.in_flight == 0 and ctx.extra["backend_protection"] == "released"
+    assert guard.in_flight == 0 and ctx.protection_slot == "released"
 
 
 def test_anonymous_callers_count_as_normal_and_wait() -> None:
@@ -235,7 +235,7 @@ def test_anonymous_callers_count_as_normal_and_wait() -> None:
 def test_an_unlisted_priority_is_named_with_the_class_it_counts_as() -> None:
     guard, policy = protection(max_in_flight=1)
     assert policy.on_request(request("checkout")) is None
-    with pytest.raises(GatewayProblem, match="'reports' \\(counted as 'batch'\\)"):
+    with pytest.raises(Problem, match="'reports' \\(counted as 'batch'\\)"):
         policy.on_request(request("reports"))
 
 

@@ -18,7 +18,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from policies.context import RequestContext
-from policies.errors import GatewayProblem
+from registry.problems import Problem, ProblemType
 from policies.identity import Caller
 from policies.idempotency import (
     BACKENDS,
@@ -42,7 +42,7 @@ class Upstream:
     """Stands in for the upstream: counts the calls, answers with one fixed response (or raises)."""
 
     def __init__(self, status: int = CREATED[0], headers: list[tuple[str, str]] = CREATED[1],
-                 body: bytes = CREATED[2], fail: GatewayProblem | None = None) -> None:
+                 body: bytes = CREATED[2], fail: Problem | None = None) -> None:
         self.status, self.headers, self.body, self.fail = status, headers, body, fail
         self.calls = 0
 
@@ -70,7 +70,7 @@ async def through(policy: IdempotencyPolicy, ctx: RequestContext, upstream: Upst
         if not ctx.answered:
             upstream(ctx)
         await policy.on_response(ctx)
-    except GatewayProblem as problem:
+    except Problem as problem:
         ctx.problem, ctx.response_status = problem, problem.status
     finally:
         await policy.on_finish(ctx)
@@ -175,7 +175,7 @@ def test_concurrent_identical_requests_only_one_proceeds(backend: Backend) -> No
             ctx = request()
             try:
                 await policy.on_request(ctx)
-            except GatewayProblem as problem:
+            except Problem as problem:
                 ctx.problem = problem
             return ctx
         done = await asyncio.gather(*(one() for _ in range(50)))
@@ -184,7 +184,7 @@ def test_concurrent_identical_requests_only_one_proceeds(backend: Backend) -> No
 
 
 @pytest.mark.parametrize("failure", [{"status": 500}, {"status": 503}, {"status": 429},
-                                     {"fail": GatewayProblem(504, "upstream-timeout", "Upstream timed out", "x")}],
+                                     {"fail": ProblemType(504, "upstream-timeout", "Upstream timed out")("x")}],
                          ids=["500", "503", "429", "problem"])
 def test_a_failed_first_request_releases_the_key_so_a_retry_proceeds(backend: Backend, failure: dict) -> None:
     async def scenario(store: IdempotencyStore) -> None:
@@ -248,18 +248,23 @@ def test_the_longest_key_allowed_is_accepted() -> None:
     asyncio.run(scenario(MemoryStore()))
 
 
-def test_other_methods_missing_keys_and_a_disabled_policy_pass_through() -> None:
+def test_a_request_without_a_key_passes_through() -> None:
     async def scenario(store: IdempotencyStore) -> None:
         policy, upstream = policy_on(store), Upstream(status=200)
         for _ in range(2):
-            for ctx in (request(method="GET", body=b""), request(method="PUT"), request(key=None),
-                        request(method="GET", key="not visible ascii")):
-                await through(policy, ctx, upstream)
-                assert ctx.problem is None and not ctx.answered and "idempotency" not in ctx.extra
-            disabled = policy_on(store, enabled=False, required=True)
-            assert not (await through(disabled, request(key=None), upstream)).answered
-        assert upstream.calls == 10 and store.records == {}  # type: ignore[attr-defined]
+            ctx = await through(policy, request(key=None), upstream)
+            assert ctx.problem is None and not ctx.answered and ctx.idempotency_claim is None
+        assert upstream.calls == 2 and store.records == {}  # type: ignore[attr-defined]
     asyncio.run(scenario(MemoryStore()))
+
+
+def test_the_policy_applies_to_its_methods_only_and_not_when_disabled() -> None:
+    """The chain builder leaves the policy out of the other operations' chains (tests/gateway/test_chain.py)."""
+    assert IdempotencyConfig().applies_to("POST") and IdempotencyConfig().applies_to("patch")
+    assert not any(IdempotencyConfig().applies_to(method) for method in ("GET", "PUT", "DELETE", "HEAD"))
+    assert IdempotencyConfig(methods=frozenset({"post"})).applies_to("POST")
+    assert not IdempotencyConfig(methods=frozenset({"post"})).applies_to("PATCH")
+    assert not IdempotencyConfig(enabled=False).applies_to("POST")
 
 
 def test_a_required_key_that_is_missing_is_400() -> None:
@@ -267,7 +272,6 @@ def test_a_required_key_that_is_missing_is_400() -> None:
         policy, upstream = policy_on(store, required=True, methods=frozenset({"post"})), Upstream()
         missing = await through(policy, request(key=None), upstream)
         assert (missing.response_status, slug(missing), upstream.calls) == (400, "idempotency-key-missing", 0)
-        assert not (await through(policy, request(key=None, method="PATCH"), upstream)).problem
     asyncio.run(scenario(MemoryStore()))
 
 

@@ -13,7 +13,8 @@ import msgspec
 import pytest
 
 from policies.context import RequestContext
-from policies.errors import GatewayProblem, ValidationFailed
+from policies.request_validation import validation_failed
+from registry.problems import Problem, ProblemType
 from policies.identity import Caller
 from policies.observability import (
     Metrics,
@@ -35,7 +36,7 @@ class FakeRoute:
     upstream: str | None = "erp"
 
 
-def make_ctx(*, status: int = 201, consumer: str | None = "channel-checkout", problem: GatewayProblem | None = None,
+def make_ctx(*, status: int = 201, consumer: str | None = "channel-checkout", problem: Problem | None = None,
              route: FakeRoute = FakeRoute(), took: float = 0.003, body: bytes = b'{"id": 42}',
              headers: list[tuple[str, str]] | None = None, answered: bool = False) -> RequestContext:
     """A context as the gateway leaves it when the first policy finishes."""
@@ -50,12 +51,24 @@ def make_ctx(*, status: int = 201, consumer: str | None = "channel-checkout", pr
     if problem is None:
         ctx.response_body = body
         ctx.response_headers = [("content-type", "application/json")] if headers is None else headers
+        if not answered and ctx.response_headers:
+            ctx.upstream_status = status  # the upstream answered it
     ctx.answered = answered
+    slug = problem.slug if problem is not None else None
+    # what the policy or the upstream client that raised the problem leaves on the context
+    if slug in ("rate-limited", "quota-exceeded"):
+        ctx.rate_limited = slug
+    elif slug in ("upstream-unavailable", "upstream-timeout", "upstream-response-invalid"):
+        ctx.upstream_failure = slug
+    if slug == "validation-failed":
+        ctx.request_invalid = "enforce"
+    elif slug == "upstream-response-invalid":
+        ctx.response_invalid = "enforce"
     return ctx
 
 
-def problem(status: int, slug: str) -> GatewayProblem:
-    return GatewayProblem(status, slug, slug.replace("-", " "), "simulated")
+def problem(status: int, slug: str) -> Problem:
+    return ProblemType(status, slug, slug.replace("-", " "))("simulated")
 
 
 @pytest.fixture
@@ -132,11 +145,11 @@ def test_the_route_names_the_upstream_when_the_policy_does_not(metrics: Metrics,
 
 def test_validation_failures_are_counted_by_mode(policy: ObservabilityPolicy, metrics: Metrics) -> None:
     reported = make_ctx()
-    reported.extra["validation_errors"] = [{"message": "quantity must be > 0"}]
+    reported.request_invalid = "report"
     policy.on_finish(reported)
-    policy.on_finish(make_ctx(problem=ValidationFailed([{"message": "missing sku"}])))
+    policy.on_finish(make_ctx(problem=validation_failed([{"message": "missing sku"}])))
     response_reported = make_ctx()
-    response_reported.extra["response_validation_errors"] = [{"message": "id is a string"}]
+    response_reported.response_invalid = "report"
     policy.on_finish(response_reported)
     policy.on_finish(make_ctx(problem=problem(502, "upstream-response-invalid")))
     policy.on_finish(make_ctx())

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from policies.errors import GatewayProblem
+from registry.problems import Problem
 from policies.request_validation import OperationValidator
 from registry.documents import load_file
 
@@ -27,7 +27,7 @@ def errors(method: str, body: Any = None, *, query: str = "", headers: dict[str,
     raw = b"" if body is None else json.dumps(body).encode()
     try:
         validator(method).check({"sku": sku}, query, {**JSON, **(headers or {})} if raw else (headers or {}), raw)
-    except GatewayProblem as problem:
+    except Problem as problem:
         return [(e["in"], e["pointer"]) for e in problem.errors or []] or [(str(problem.status), "")]
     return []
 
@@ -58,13 +58,13 @@ def test_parameters_are_deserialised_by_schema_type() -> None:
 
 def test_body_problems() -> None:
     check = validator("put").check
-    with pytest.raises(GatewayProblem) as missing:
+    with pytest.raises(Problem) as missing:
         check({"sku": "SKU-1"}, "", {}, b"")
     assert missing.value.status == 400 and missing.value.errors[0]["message"] == "request body is required"
-    with pytest.raises(GatewayProblem) as malformed:
+    with pytest.raises(Problem) as malformed:
         check({"sku": "SKU-1"}, "", JSON, b'{"amount": ')
     assert malformed.value.status == 400 and malformed.value.slug == "malformed-json"
-    with pytest.raises(GatewayProblem) as media:
+    with pytest.raises(Problem) as media:
         check({"sku": "SKU-1"}, "", {"content-type": "text/plain"}, b"amount=1")
     assert media.value.status == 415 and media.value.headers["Accept-Post"] == "application/json"
     # a charset parameter does not change the media type
@@ -74,6 +74,6 @@ def test_body_problems() -> None:
 def test_bodies_that_are_not_json_at_all_are_400_not_500() -> None:
     check = validator("put").check
     for body in (b'{"amount": "\xff"}', b"[" * 10_000 + b"]" * 10_000):
-        with pytest.raises(GatewayProblem) as refused:
+        with pytest.raises(Problem) as refused:
             check({"sku": "SKU-1"}, "", JSON, body)
         assert refused.value.status == 400 and refused.value.slug == "malformed-json"

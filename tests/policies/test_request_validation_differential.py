@@ -31,8 +31,8 @@ from openapi_core.validation.request.validators import (
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 from gateway.catalog import bundled_catalog, read_catalog
-from gateway.routing import RoutingTable
-from policies.errors import GatewayProblem
+from gateway.routing import Operation, RoutingTable
+from registry.problems import Problem
 from policies.request_validation import OperationValidator, RequestValidationConfig, RequestValidationPolicy
 from registry.documents import canonical_json, load_file
 from registry.model import Contract, Version
@@ -96,9 +96,8 @@ class _Judges:
                           state="published", created_at=None, created_by="t")  # type: ignore[arg-type]
         config = RequestValidationConfig()
 
-        def chain(_c: Any, _v: Any, doc: dict[str, Any], item: dict[str, Any], op: dict[str, Any],
-                  _id: str) -> list[Any]:
-            return [RequestValidationPolicy(config, OperationValidator(doc, item, op))]
+        def chain(op: Operation) -> list[Any]:
+            return [RequestValidationPolicy(config, OperationValidator(op.document, op.path_item, op.operation))]
 
         self.table = RoutingTable.compile([(contract, version, canonical_json(document))], chain)
         self.prefix = f"/{entry['name']}/v1"
@@ -108,7 +107,7 @@ class _Judges:
             route, params, _ = self.table.match(self.prefix + raw_path, method.upper())
             validator = route.chain[0].validator
             validator.check(params, query, headers, body)
-        except GatewayProblem as problem:
+        except Problem as problem:
             return False, f"{problem.status} {problem.detail} {json.dumps(problem.errors)[:600]}"
         return True, ""
 

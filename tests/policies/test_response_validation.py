@@ -12,7 +12,7 @@ import pytest
 
 from gateway.catalog import bundled_catalog, read_catalog
 from policies.context import RequestContext
-from policies.errors import GatewayProblem
+from registry.problems import Problem
 from policies.response_validation import ResponseValidationConfig, ResponseValidationPolicy, ResponseValidator
 from registry.documents import parse
 
@@ -195,13 +195,13 @@ HEADERS = [("Content-Type", "application/json")]
 def test_enforce_turns_an_invalid_response_into_a_502() -> None:
     enforcing = policy(mode="enforce")
     ctx = context(200, HEADERS, BROKEN)
-    with pytest.raises(GatewayProblem) as raised:
+    with pytest.raises(Problem) as raised:
         enforcing.on_response(ctx)
     assert raised.value.status == 502 and raised.value.slug == "upstream-response-invalid"
     assert where(raised.value.errors or []) == [("body", "/id")]
     valid = context(200, HEADERS, encode(ORDER))
     enforcing.on_response(valid)
-    assert "response_validation_errors" not in valid.extra
+    assert valid.response_invalid is None
 
 
 def test_report_passes_the_response_on_and_logs(caplog: pytest.LogCaptureFixture) -> None:
@@ -209,11 +209,11 @@ def test_report_passes_the_response_on_and_logs(caplog: pytest.LogCaptureFixture
     ctx = context(200, HEADERS, BROKEN)
     with caplog.at_level(logging.WARNING, logger="govgate.validation"):
         reporting.on_response(ctx)
-    assert where(ctx.extra["response_validation_errors"]) == [("body", "/id")]
+    assert where(ctx.response_violations) == [("body", "/id")]
     assert ctx.response_body == BROKEN
     [record] = caplog.records
     assert record.__dict__["correlation_id"] == "cid-1"
-    assert record.__dict__["errors"] == ctx.extra["response_validation_errors"]
+    assert record.__dict__["errors"] == ctx.response_violations
 
 
 def test_repeated_headers_are_joined_as_a_list() -> None:
@@ -221,7 +221,7 @@ def test_repeated_headers_are_joined_as_a_list() -> None:
     headers = [("Content-Type", "application/json"), ("X-Price-List", "3"), ("X-Stores", "1"), ("x-stores", "2, 3")]
     ResponseValidationPolicy(config, legacy()).on_response(context(200, headers, encode(PRICE)))
     created = ResponseValidationPolicy(config, orders("/orders", "post"))
-    with pytest.raises(GatewayProblem) as raised:  # two Location lines make no URI reference
+    with pytest.raises(Problem) as raised:  # two Location lines make no URI reference
         created.on_response(context(201, [*HEADERS, ("Location", "/orders/1"), ("location", "/orders/2")],
                                     encode(ORDER)))
     assert where(raised.value.errors or []) == [("header", "/location")]
@@ -230,15 +230,15 @@ def test_repeated_headers_are_joined_as_a_list() -> None:
 def test_what_is_not_validated() -> None:
     skipped = context(200, HEADERS, BROKEN)
     policy(mode="off").on_response(skipped)
-    assert "response_validation_errors" not in skipped.extra
+    assert skipped.response_invalid is None
     replayed = context(200, HEADERS, BROKEN)
     replayed.answer(200, HEADERS, BROKEN)  # a stored answer, replayed without the upstream
     policy(mode="enforce").on_response(replayed)  # checked when it was first answered
     limited = policy(mode="enforce", max_body_bytes=100)
     unchecked = context(200, HEADERS, BROKEN)
     limited.on_response(unchecked)  # too large: the body goes out unchecked
-    assert "response_validation_errors" not in unchecked.extra
-    with pytest.raises(GatewayProblem):  # the status still is checked
+    assert unchecked.response_invalid is None
+    with pytest.raises(Problem):  # the status still is checked
         limited.on_response(context(500, HEADERS, BROKEN))
 
 

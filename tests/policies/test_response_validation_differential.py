@@ -36,7 +36,7 @@ from openapi_core.validation.response.validators import V30ResponseValidator, V3
 
 from gateway.catalog import bundled_catalog, read_catalog
 from policies.context import RequestContext
-from policies.errors import GatewayProblem
+from registry.problems import Problem
 from policies.response_validation import ResponseValidationConfig, ResponseValidationPolicy, ResponseValidator
 from registry.documents import parse, resolve_pointer
 from registry.schemas import components_as_json_schema, convert, is_openapi_30
@@ -225,7 +225,7 @@ class _Judges:
             response.status, list(response.headers), response.body)
         try:
             self.policy.on_response(ctx)
-        except GatewayProblem as problem:
+        except Problem as problem:
             errors = [e for e in problem.errors or []
                       if not (e["in"] == "header" and _LONG_INTEGER.fullmatch(e["message"]))]
             return not errors, json.dumps(problem.errors)[:800]

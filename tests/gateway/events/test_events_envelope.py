@@ -9,10 +9,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from policies.errors import GatewayProblem
-from policies.events_envelope import BATCH, STRUCTURED, EventValidator, parse
+from registry.problems import Problem
+from gateway.events.envelope import BATCH, STRUCTURED, EventValidator, parse
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "contracts/events/inventory.adjusted.schema.json")
+SCHEMA = json.loads((Path(__file__).resolve().parents[3] / "contracts/events/inventory.adjusted.schema.json")
                     .read_text())
 DATA = SCHEMA["examples"][0]
 EVENT = {"specversion": "1.0", "id": "adj-1", "source": "urn:wms:be-01", "type": "com.retail.wms.inventory.adjusted",
@@ -42,7 +42,7 @@ def test_binary_mode_takes_attributes_from_ce_headers_and_data_from_the_body() -
 
 
 def test_binary_mode_needs_json_data() -> None:
-    with pytest.raises(GatewayProblem) as raised:
+    with pytest.raises(Problem) as raised:
         parse({"content-type": "text/plain", "ce-specversion": "1.0"}, b"hello", max_batch=10)
     assert raised.value.status == 415
 
@@ -51,25 +51,25 @@ def test_a_batch_is_a_non_empty_array_within_the_limit() -> None:
     body = msgspec.json.encode([event(id="a"), event(id="b")])
     events, batch = parse({"content-type": BATCH}, body, max_batch=2)
     assert [e["id"] for e in events] == ["a", "b"] and batch is True
-    with pytest.raises(GatewayProblem) as too_many:
+    with pytest.raises(Problem) as too_many:
         parse({"content-type": BATCH}, body, max_batch=1)
     assert too_many.value.status == 413 and too_many.value.slug == "batch-too-large"
     for empty in (b"[]", b"{}"):
-        with pytest.raises(GatewayProblem) as raised:
+        with pytest.raises(Problem) as raised:
             parse({"content-type": BATCH}, empty, max_batch=5)
         assert raised.value.slug == "invalid-batch"
 
 
 @pytest.mark.parametrize("headers", [{"content-type": "application/json"}, {}])
 def test_plain_json_without_ce_headers_is_415_naming_the_accepted_modes(headers: dict) -> None:
-    with pytest.raises(GatewayProblem) as raised:
+    with pytest.raises(Problem) as raised:
         parse(headers, msgspec.json.encode(EVENT), max_batch=10)
     assert raised.value.status == 415
     assert STRUCTURED in raised.value.headers["Accept-Post"]
 
 
 def test_malformed_json_is_400() -> None:
-    with pytest.raises(GatewayProblem) as raised:
+    with pytest.raises(Problem) as raised:
         parse({"content-type": STRUCTURED}, b'{"specversion": ', max_batch=10)
     assert raised.value.status == 400 and raised.value.slug == "malformed-json"
 

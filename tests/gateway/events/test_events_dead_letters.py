@@ -12,11 +12,11 @@ from typing import Any
 import msgspec
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from policies.events_dead_letters import DeadLetters, RangeReplayed
-from policies.events_envelope import EventValidator
-from policies.events_stream import EventsConfig, EventStream
+from gateway.events.dead_letters import DeadLetters, RangeReplayed
+from gateway.events.envelope import EventValidator
+from gateway.events.stream import EventsConfig, EventStream
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "contracts/events/return.received.schema.json")
+SCHEMA = json.loads((Path(__file__).resolve().parents[3] / "contracts/events/return.received.schema.json")
                     .read_text())
 FIXED = copy.deepcopy(SCHEMA)  # the fix: a new optional property
 FIXED["properties"]["carrier"] = {"type": "string", "maxLength": 40}

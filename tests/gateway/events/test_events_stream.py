@@ -12,7 +12,7 @@ import msgspec
 import pytest
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from policies.events_stream import EventsConfig, EventStream, StreamKeys
+from gateway.events.stream import EventsConfig, EventStream, StreamKeys
 
 CONTRACT = "events.inventory-adjusted"
 
@@ -190,7 +190,7 @@ def test_keys_of_one_major_share_a_cluster_hash_tag() -> None:
 
 @pytest.mark.parametrize("broken", ["redis://127.0.0.1:1/0"])
 def test_an_unreachable_redis_raises_instead_of_pretending(broken: str) -> None:
-    from policies.events_stream import BACKEND_ERRORS
+    from gateway.events.stream import BACKEND_ERRORS
 
     async def main() -> None:
         redis = Redis.from_url(broken, socket_connect_timeout=0.3)

@@ -23,8 +23,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from policies.events_envelope import EventValidator
-from policies.events_stream import EventStream, StreamKeys, as_text, entry_fields
+from gateway.events.envelope import EventValidator
+from gateway.events.stream import EventStream, StreamKeys, as_text, entry_fields
 
 Outcome = Literal["appended", "duplicate", "still-invalid", "gone"]
 ALL = 18446744073709551615  # the largest sequence part of a stream id

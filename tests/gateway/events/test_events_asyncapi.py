@@ -8,10 +8,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from policies.events_envelope import EventValidator
+from gateway.events.envelope import EventValidator
 from registry import asyncapi
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from policies.redis_script import RedisScript
+from policies.state.redis_script import RedisScript
 
 ECHO = "redis.call('RPUSH', KEYS[1], ARGV[1]); return ARGV[1]"
 

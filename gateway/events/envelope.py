@@ -17,10 +17,14 @@ from urllib.parse import unquote
 import jsonschema_rs
 import msgspec
 
-from policies.errors import GatewayProblem
+from policies.request_validation import MALFORMED_JSON, UNSUPPORTED_MEDIA_TYPE
+from registry.problems import ProblemType
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
+
+INVALID_BATCH = ProblemType(400, "invalid-batch", "Invalid batch")
+BATCH_TOO_LARGE = ProblemType(413, "batch-too-large", "Batch too large")
 SEQUENCE_ATTRIBUTE = "govgatesequence"
 """Extension attribute the gateway assigns: the event's number among the events of its subject."""
 TYPE_KEYWORD = "x-cloudevents-type"
@@ -58,26 +62,22 @@ def parse(headers: dict[str, str], body: bytes, *, max_batch: int) -> tuple[list
     if media_type == BATCH:
         events = _decode(body)
         if not isinstance(events, list) or not events:
-            raise GatewayProblem(400, "invalid-batch", "Invalid batch",
-                                 "a batch is a non-empty JSON array of CloudEvents")
+            raise INVALID_BATCH("a batch is a non-empty JSON array of CloudEvents")
         if len(events) > max_batch:
-            raise GatewayProblem(413, "batch-too-large", "Batch too large",
-                                 f"a batch carries at most {max_batch} events; this one has {len(events)}")
+            raise BATCH_TOO_LARGE(f"a batch carries at most {max_batch} events; this one has {len(events)}")
         return events, True
     if "ce-specversion" in headers:
         return [_from_binary(headers, media_type, content_type, body)], False
-    raise GatewayProblem(415, "unsupported-media-type", "Unsupported media type",
-                         f"send {STRUCTURED}, {BATCH}, or binary mode (ce-* headers and a JSON body); "
-                         f"got {content_type or '(no content type)'!r}",
-                         headers={"Accept-Post": f"{STRUCTURED}, {BATCH}, application/json"})
+    raise UNSUPPORTED_MEDIA_TYPE(f"send {STRUCTURED}, {BATCH}, or binary mode (ce-* headers and a JSON body); "
+                                 f"got {content_type or '(no content type)'!r}",
+                                 headers={"Accept-Post": f"{STRUCTURED}, {BATCH}, application/json"})
 
 
 def _from_binary(headers: dict[str, str], media_type: str, content_type: str, body: bytes) -> dict[str, Any]:
     """A binary-mode event as its structured form: attributes from ce-* headers, data from the body."""
     if not (media_type == "application/json" or media_type.endswith("+json")):
-        raise GatewayProblem(415, "unsupported-media-type", "Unsupported media type",
-                             f"this contract's data is JSON; the body's content type is {content_type or '(none)'!r}",
-                             headers={"Accept-Post": f"{STRUCTURED}, {BATCH}, application/json"})
+        raise UNSUPPORTED_MEDIA_TYPE(f"this contract's data is JSON; the body's content type is "
+                                     f"{content_type or '(none)'!r}", headers={"Accept-Post": f"{STRUCTURED}, {BATCH}, application/json"})
     event: dict[str, Any] = {name[3:]: unquote(value) for name, value in headers.items() if name.startswith("ce-")}
     event["datacontenttype"] = content_type
     event["data"] = _decode(body)
@@ -88,7 +88,7 @@ def _decode(body: bytes) -> Any:
     try:
         return msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
-        raise GatewayProblem(400, "malformed-json", "Malformed JSON body", f"the body is not valid JSON: {exc}",
+        raise MALFORMED_JSON(f"the body is not valid JSON: {exc}",
                              errors=[{"in": "body", "pointer": "", "message": str(exc)}]) from None
 
 

@@ -12,19 +12,19 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Router, get, post
-from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 
-from gateway.events import EventRoute, EventsGateway
-from policies.events_dead_letters import DeadLetter, GroupInfo, Replayed
-from policies.events_stream import BACKEND_ERRORS, StreamKeys, valid_id
+from gateway.events.http import EventRoute, EventsGateway
+from gateway.events.dead_letters import DeadLetter, GroupInfo, Replayed
+from gateway.events.stream import BACKEND_ERRORS, StreamKeys, valid_id
 from registry.api import PROBLEMS, Problem
 from registry.audit import AuditEntry
-from registry.auth import ADMINS, identity
+from registry.auth import ADMINS, VERIFIER, identity
 from registry.errors import InvalidRequest, NotFound, RegistryError
 from registry.service import Registry
+from registry.tokens import JwtVerifier
 
 _MAJOR = re.compile(r"^v(0|[1-9][0-9]{0,5})$")
 EntryId = Annotated[str, Parameter(description="a stream id, e.g. 1764316800000-0", pattern=r"^\d{1,20}-\d{1,20}$")]
@@ -43,6 +43,7 @@ GROUP_REPLAY_PROBLEMS = {**EVENT_PROBLEMS, 422: ResponseSpec(
 
 class EventsUnavailable(RegistryError):
     status = 503
+    slug = "events-unavailable"
     title = "Event stream unavailable"
 
 
@@ -235,20 +236,15 @@ def _ms(moment: datetime, name: str) -> int:
     return (moment - EPOCH) // timedelta(milliseconds=1)
 
 
-def _provide_events(state: State) -> EventsGateway:
-    return state.events
-
-
-def _provide_registry(state: State) -> Registry:
-    return state.registry
-
-
-events_admin_router = Router(
-    path="/registry/events",
-    route_handlers=[list_dead_letters, get_dead_letter, replay_dead_letter, replay_all_dead_letters, list_groups,
-                    replay_to_group],
-    guards=[ADMINS],
-    tags=["events"],
-    dependencies={"events": Provide(_provide_events, sync_to_thread=False),
-                  "registry": Provide(_provide_registry, sync_to_thread=False)},
-)
+def events_admin_router(events: EventsGateway, registry: Registry, verifier: JwtVerifier) -> Router:
+    """/registry/events: the operators' API over `events` (admins only, audited in `registry`)."""
+    return Router(
+        path="/registry/events",
+        route_handlers=[list_dead_letters, get_dead_letter, replay_dead_letter, replay_all_dead_letters, list_groups,
+                        replay_to_group],
+        guards=[ADMINS],
+        tags=["events"],
+        dependencies={"events": Provide(lambda: events, use_cache=True, sync_to_thread=False),
+                      "registry": Provide(lambda: registry, use_cache=True, sync_to_thread=False)},
+        opt={VERIFIER: verifier},
+    )
