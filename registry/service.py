@@ -41,12 +41,10 @@ from registry.model import (
     Vote,
 )
 from registry.store import Store
+from registry.workflow import PUBLISHABLE_FROM
 
 Listener = Callable[[], Awaitable[None]]
 Linter = Callable[[dict[str, Any], str], dict[str, Any]]  # (document, kind) -> report with "blocking"
-
-# what `publish` may move a version from (the review workflow joins in with its issue)
-PUBLISHABLE_FROM = ("draft", "approved")
 
 
 class Registry:
