@@ -7,9 +7,8 @@ Every method is one transaction: a failure leaves nothing behind.
 
 from __future__ import annotations
 
-import json
 from datetime import date
-from typing import Any, Protocol
+from typing import Protocol
 
 from registry.audit import AuditEntry
 from registry.model import (
@@ -108,11 +107,6 @@ class Store(Protocol):
 
     async def set_subscription(self, consumer_id: str, contract: str, major: int, *, subscribed: bool) -> bool:
         """Add or remove a subscription; whether anything changed."""
-
-
-def json_text(value: Any) -> str:
-    """A JSON column's text: sorted keys, so both backends store the same bytes."""
-    return json.dumps(value, sort_keys=True, default=str)
 
 
 def open_store(url: str) -> Store:
