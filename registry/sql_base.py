@@ -1,17 +1,18 @@
 """The registry store in SQL, for every dialect: transactions, the audit chain and its webhook outbox.
 
-A dialect (`registry/sqlite_store.py`, `registry/postgres_store.py`) subclasses `SQLStore` with
-its migrations, its connection and its transactions, and says how it locks:
+The store is one class chain, `SQLBase` → `SQLConsumers` (sql_consumers.py) → `SQLStore`
+(sql_store.py); a dialect (`registry/sqlite_store.py`, `registry/postgres_store.py`) subclasses
+`SQLStore` with its migrations, its connection and its transactions, and says how it locks:
 
 - SQLite has one writer at a time (`BEGIN IMMEDIATE`): reading then writing is safe as it is;
 - PostgreSQL serves several registry instances at once, so a read-decide-write locks its row
   first (`FOR UPDATE`), in one order (change request, version, audit head) so that writers
-  never deadlock; creations insert `ON CONFLICT DO NOTHING` and read back whichever row won,
-  state changes compare and set (`UPDATE … WHERE state = expected`).
+  never deadlock.
 
-Every method is one transaction; the audit records a change yields are chained in the same one,
-and the webhook deliveries they announce are written alongside (the outbox).
-"""
+On both, creations insert `ON CONFLICT DO NOTHING` and read back whichever row won, and state
+changes compare and set (`UPDATE … WHERE state = expected`). Every method is one transaction;
+the audit records a change yields are chained in the same one, and the webhook deliveries they
+announce are written alongside (the outbox)."""
 
 from __future__ import annotations
 
@@ -54,7 +55,9 @@ class SQLBase:
     skip_locked = ""
     """How due deliveries are claimed so that instances never send one twice."""
     insertion_order = "rowid"
+    """The column that orders rows inserted in the same microsecond."""
     least, greatest = "MIN", "MAX"
+    """The two-argument minimum and maximum functions."""
 
     async def open(self) -> None:
         """Connect and apply pending migrations."""
