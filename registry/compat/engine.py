@@ -49,7 +49,7 @@ def build_report(findings: Iterable[Finding], old_version: str | None, new_versi
         ordered.insert(0, Change(
             id=rule.id, level=rule.level, direction=rule.direction, operation="", location="info.version",
             message=rule.message.format(proposed=new_version, actual=proposed, required=required)))
-    summary = {level: sum(1 for c in ordered if c.level == level) for level in reversed(LEVELS)}
+    summary: dict[str, int] = {level: sum(1 for c in ordered if c.level == level) for level in reversed(LEVELS)}
     summary["total"] = len(ordered)
     return Report(changes=ordered, summary=summary, semver={
         "required_bump": required, "old_version": old_version, "new_version": new_version,
