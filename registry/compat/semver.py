@@ -5,15 +5,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from registry.compat.model import Bump, Change
+from registry.compat.checks.documentation import DOCUMENTATION_CHANGED
+from registry.compat.model import Bump, Change, Rule
 
 # the registry's grammar of versions (registry.model.SemVer); compat keeps its own copy to stay free of the registry
 _SEMVER = re.compile(
     r"^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})"
     r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?$"
 )
+BUMP_TOO_SMALL = Rule("semver-bump-too-small", "ERR", "none",
+                      "version {proposed} is a {actual} bump; the changes need a {required} bump")
+RULES = [BUMP_TOO_SMALL]
 BUMPS: tuple[Bump, ...] = ("none", "patch", "minor", "major")
-PATCH_ONLY = frozenset({"documentation-changed"})
+PATCH_ONLY = frozenset({DOCUMENTATION_CHANGED.id})
 
 
 def required_bump(changes: Iterable[Change]) -> Bump:
