@@ -41,12 +41,10 @@ from registry.model import (
     Vote,
 )
 from registry.store import Store
+from registry.workflow import PUBLISHABLE_FROM
 
 Listener = Callable[[], Awaitable[None]]
 Linter = Callable[[dict[str, Any], str], dict[str, Any]]  # (document, kind) -> report with "blocking"
-
-# what `publish` may move a version from (the review workflow joins in with its issue)
-PUBLISHABLE_FROM = ("draft", "approved")
 
 
 class Registry:
@@ -142,7 +140,7 @@ class Registry:
         worst = None if report is None else next((lvl for lvl in ("ERR", "WARN", "INFO") if findings.get(lvl)), "none")
         return NewChange(
             id=uuid.uuid4().hex[:12], proposer=actor, proposer_team=team, required_approvals=self.approvals.required(worst),
-            required_bump=report.semver["required_bump"] if report else "major", findings=dict(findings),
+            required_bump=(report.semver["required_bump"] if report else None) or "major", findings=dict(findings),
             changes=msgspec.to_builtins(report) if report else None, lint=lint,
             affected_consumers=await self._affected(contract, base, report))
 

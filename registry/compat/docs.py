@@ -1,17 +1,20 @@
 """Generate docs/rules.md from the rule table, with each rule's fixture as its example.
 
     python -m registry.compat.docs > docs/rules.md
+
+Rendering is pure (texts in, Markdown out); only the command, run from the repository root,
+names the fixture folder.
 """
 
 from __future__ import annotations
 
 import difflib
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from registry.compat.rules import RULES_LIST
 
-FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "registry" / "compat" / "fixtures"
 _SECTIONS = (
     ("Operations, servers and documentation", ("api-", "documentation-", "semver-")),
     ("Parameters", ("request-parameter-",)),
@@ -22,12 +25,8 @@ _SECTIONS = (
 )
 
 
-def example(rule_id: str, max_lines: int = 14) -> str:
-    """The change its fixture makes, as a unified diff of old and new."""
-    folder = FIXTURES / rule_id
-    old, new = next(folder.glob("old.*"), None), next(folder.glob("new.*"), None)
-    if old is None or new is None:
-        return ""
+def example(old: str, new: str, max_lines: int = 14) -> str:
+    """The change a fixture makes, as a unified diff of its old and new text."""
     lines = list(difflib.unified_diff(_without_versions(old), _without_versions(new), "old", "new", n=1,
                                       lineterm=""))[2:]
     if len(lines) > max_lines:
@@ -35,14 +34,23 @@ def example(rule_id: str, max_lines: int = 14) -> str:
     return "\n".join(lines)
 
 
-def _without_versions(path: Path) -> list[str]:
+def _without_versions(text: str) -> list[str]:
     # every fixture bumps its version; that line would only distract from the example
-    return [line for line in path.read_text().splitlines()
-            if not line.startswith("  version: ") and '"$id"' not in line]
+    return [line for line in text.splitlines() if not line.startswith("  version: ") and '"$id"' not in line]
 
 
-def render() -> str:
-    """The whole rule reference as Markdown."""
+def read_fixtures(folder: Path) -> dict[str, tuple[str, str]]:
+    """Rule id -> (old, new) text of each fixture pair in `folder` (one sub-folder per rule id)."""
+    pairs = {}
+    for rule_folder in folder.iterdir():
+        old, new = next(rule_folder.glob("old.*"), None), next(rule_folder.glob("new.*"), None)
+        if old is not None and new is not None:
+            pairs[rule_folder.name] = (old.read_text(), new.read_text())
+    return pairs
+
+
+def render(fixtures: Mapping[str, tuple[str, str]]) -> str:
+    """The whole rule reference as Markdown, each rule with the example of its fixture (rule id -> old, new)."""
     out = [
         "# Compatibility rules",
         "",
@@ -61,11 +69,11 @@ def render() -> str:
         for rule in rules:
             level = f"{rule.level} / {rule.forward} (backward / forward)" if rule.forward else rule.level
             out += [f"### `{rule.id}`", "", f"{level} · direction: {rule.direction} · message: “{rule.message}”", ""]
-            snippet = example(rule.id)
+            snippet = example(*fixtures[rule.id]) if rule.id in fixtures else ""
             if snippet:
                 out += ["```diff", snippet, "```", ""]
     return "\n".join(out)
 
 
 if __name__ == "__main__":
-    sys.stdout.write(render())
+    sys.stdout.write(render(read_fixtures(Path("tests/registry/compat/fixtures"))))

@@ -8,19 +8,10 @@ from typing import Any
 
 from registry.compat import semver
 from registry.compat.model import LEVELS, Change, Finding, Level, Report, Rule, severity
-from registry.compat.rules import RULES, RULES_LIST, _engine_check, events_check
+from registry.compat.rules import CHECK_MODULES, RULES
 from registry.compat.structure import ApiDiff
 
-
-def _checks() -> list[Callable[..., Iterable[Finding]]]:
-    seen: list[Callable[..., Iterable[Finding]]] = []
-    for rule in RULES_LIST:
-        if rule.check not in (_engine_check, events_check) and rule.check not in seen:
-            seen.append(rule.check)
-    return seen
-
-
-CHECKS = _checks()
+CHECKS = [module.check for module in CHECK_MODULES]
 
 
 def diff_openapi(old: dict[str, Any], new: dict[str, Any], *, today: date | None = None) -> Report:
@@ -45,11 +36,11 @@ def build_report(findings: Iterable[Finding], old_version: str | None, new_versi
     required = semver.required_bump(ordered)
     proposed = semver.proposed_bump(old_version, new_version)
     if proposed is not None and not semver.at_least(proposed, required):
-        rule = RULES["semver-bump-too-small"]
+        rule = semver.BUMP_TOO_SMALL
         ordered.insert(0, Change(
             id=rule.id, level=rule.level, direction=rule.direction, operation="", location="info.version",
             message=rule.message.format(proposed=new_version, actual=proposed, required=required)))
-    summary = {level: sum(1 for c in ordered if c.level == level) for level in reversed(LEVELS)}
+    summary: dict[str, int] = {level: sum(1 for c in ordered if c.level == level) for level in reversed(LEVELS)}
     summary["total"] = len(ordered)
     return Report(changes=ordered, summary=summary, semver={
         "required_bump": required, "old_version": old_version, "new_version": new_version,

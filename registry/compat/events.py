@@ -6,28 +6,24 @@ read data written with the new one (like a response: loosening breaks). FULL: bo
 The *_TRANSITIVE modes check against every earlier version, not only the latest. NONE
 reports changes without failing anything.
 
-Content models follow Confluent: a property added to an open model (additional properties
-allowed) breaks BACKWARD, since old data may carry that name with any value; a property
-removed from a closed model breaks BACKWARD, since old data still carries it.
+Properties added or removed are judged by the content model they change, as Confluent does
+(checks/event_content_model.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from registry.compat import engine
+from registry.compat.checks import event_content_model
+from registry.compat.checks.event_content_model import RequiredWithDefault
 from registry.compat.model import Finding, Level, Report, Rule, severity
 from registry.compat.structure import ApiDiff
-from registry.compat.views import closed, properties, required
 
 Mode = Literal["BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE",
                "NONE"]
 MODES: tuple[str, ...] = Mode.__args__  # type: ignore[attr-defined]
-RequiredWithDefault = Literal["compatible", "breaking"]
-# the property rules of the request/response contexts are replaced by content-model-aware ones
-_REPLACED = {"required-property-added", "optional-property-added", "required-property-removed",
-             "optional-property-removed"}
 
 
 class EventDiff(ApiDiff):
@@ -37,29 +33,6 @@ class EventDiff(ApiDiff):
         super().__init__({"openapi": "3.1.0", "paths": {}}, {"openapi": "3.1.0", "paths": {}})
         self.old.root, self.new.root = old, new
         self.schema_pairs = self.pair_schemas("event", "", "data", old, new)
-
-
-def content_model(diff: EventDiff, *, required_with_default: RequiredWithDefault) -> Iterator[Finding]:
-    """The event-only property rules."""
-    for pair in diff.schema_pairs:
-        old_props, new_props = properties(pair.old), properties(pair.new)
-        for name in sorted(new_props.keys() - old_props.keys()):
-            model = "closed-model" if closed(pair.old) else "open-model"
-            if name in required(pair.new):
-                has_default = isinstance(new_props[name], dict) and "default" in new_props[name]
-                kind = "required-property-with-default" if has_default and required_with_default == "compatible" \
-                    else "required-property"
-            else:
-                kind = "optional-property"
-            yield Finding(f"event-{kind}-added-{model}", "", pair.location, {"name": name})
-        for name in sorted(old_props.keys() - new_props.keys()):
-            if not closed(pair.new):
-                rule = "event-property-removed-open-model"
-            elif name in required(pair.old):
-                rule = "event-required-property-removed-closed-model"
-            else:
-                rule = "event-optional-property-removed-closed-model"
-            yield Finding(rule, "", pair.location, {"name": name})
 
 
 def level_for(mode: str) -> Any:
@@ -88,8 +61,7 @@ def diff_event_schemas(history: Sequence[dict[str, Any]], new: dict[str, Any], *
     findings: list[Finding] = []
     for old in olds:
         diff = EventDiff(old, new)
-        for check in engine.CHECKS:
-            findings += [f for f in check(diff) if f.rule_id.removeprefix("event-") not in _REPLACED]
-        findings += content_model(diff, required_with_default=required_with_default)
+        findings += [finding for check in engine.CHECKS for finding in check(diff)]
+        findings += event_content_model.check(diff, required_with_default=required_with_default)
     return engine.build_report(findings, old_version, new_version, level_of=level_for(mode))
 

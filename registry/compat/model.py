@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import msgspec
@@ -34,13 +34,12 @@ class Change(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Rule(msgspec.Struct, frozen=True):
-    """One entry of the rule table."""
+    """One entry of the rule table, declared in the module of the check that emits it."""
 
     id: str
     level: Level
     direction: Direction
     message: str
-    check: Callable[..., Iterable[Finding]]
     forward: Level | None = None
     """Event rules only: the level in FORWARD mode (`level` is the BACKWARD one)."""
 

@@ -1,17 +1,46 @@
-"""One compatibility check per module. Each reads the structured diff and yields findings."""
+"""One compatibility check per module. Each declares its rules (`RULES`) and yields findings of them.
+
+A rule id is written out in full where it is declared, so that an id read in a CI report greps to
+its check. Schema rules exist once per context a schema sits in: `per_context` declares the ids of
+one schema change for each context, and `schema_finding` picks the one of the pair's context.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
-from registry.compat.model import Finding
+from registry.compat.model import Direction, Finding, Level, Rule
 from registry.compat.structure import SchemaPair
 
+_DIRECTIONS: dict[str, Direction] = {"request-body": "request", "request-parameter": "request",
+                                     "response-body": "response", "event": "none"}
 
-def schema_finding(pair: SchemaPair, aspect: str, **args: Any) -> Finding:
-    """A finding for a schema rule: its id is the pair's context (request-body, ...) plus the aspect."""
-    return Finding(f"{pair.context}-{aspect}", pair.operation, pair.location, args)
+
+def per_context(message: str, levels: dict[str, Level | tuple[Level, Level]]) -> dict[str, Rule]:
+    """One schema change's rules keyed by context, from rule id -> level ((BACKWARD, FORWARD) for `event-` ids).
+
+    The context is the prefix the id starts with; a context without an id does not report the change.
+    """
+    rules = {}
+    for rule_id, level in levels.items():
+        context = next(c for c in _DIRECTIONS if rule_id.startswith(f"{c}-"))
+        backward, forward = level if isinstance(level, tuple) else (level, None)
+        rules[context] = Rule(rule_id, backward, _DIRECTIONS[context], message, forward)
+    return rules
+
+
+def declared(*changes: dict[str, Rule]) -> list[Rule]:
+    """A schema check's rules for the central table, change after change."""
+    return [rule for change in changes for rule in change.values()]
+
+
+def schema_finding(pair: SchemaPair, change: dict[str, Rule], **args: Any) -> Iterator[Finding]:
+    """The finding of `change` in the pair's context, if the change is a rule there."""
+    rule = change.get(pair.context)
+    if rule is not None:
+        yield Finding(rule.id, pair.operation, pair.location, args)
 
 
 def show(value: Any) -> str:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from registry.compat.model import Finding
+from registry.compat.model import Finding, Rule
 from registry.compat.structure import ApiDiff
+
+DOCUMENTATION_CHANGED = Rule("documentation-changed", "INFO", "none", "only documentation changed")
+RULES = [DOCUMENTATION_CHANGED]
 
 
 def check(diff: ApiDiff) -> Iterator[Finding]:

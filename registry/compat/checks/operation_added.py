@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from registry.compat.model import Finding
+from registry.compat.model import Finding, Rule
 from registry.compat.structure import ApiDiff
+
+RULES = [
+    Rule("api-operation-added", "INFO", "none", "operation added"),
+]
 
 
 def check(diff: ApiDiff) -> Iterator[Finding]:

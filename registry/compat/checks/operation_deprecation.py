@@ -5,8 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from registry.compat.checks.operation_removed import sunset
-from registry.compat.model import Finding
+from registry.compat.model import Finding, Rule
 from registry.compat.structure import ApiDiff
+
+RULES = [
+    Rule("api-operation-deprecated", "INFO", "none", "operation deprecated"),
+    Rule("api-operation-deprecated-without-sunset", "WARN", "none", "operation deprecated without an x-sunset date"),
+    Rule("api-operation-deprecation-reverted", "INFO", "none", "operation no longer deprecated"),
+    Rule("api-sunset-date-brought-forward", "WARN", "none", "sunset date brought forward from {old} to {new}"),
+    Rule("api-sunset-date-postponed", "INFO", "none", "sunset date postponed from {old} to {new}"),
+]
 
 
 def check(diff: ApiDiff) -> Iterator[Finding]:

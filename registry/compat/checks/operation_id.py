@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from registry.compat.model import Finding
+from registry.compat.model import Finding, Rule
 from registry.compat.structure import ApiDiff
+
+RULES = [
+    Rule("api-operation-id-changed", "WARN", "none", "operationId changed from {old} to {new}"),
+    Rule("api-operation-id-removed", "WARN", "none", "operationId {old} removed"),
+]
 
 
 def check(diff: ApiDiff) -> Iterator[Finding]:

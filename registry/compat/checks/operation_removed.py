@@ -5,8 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date
 
-from registry.compat.model import Finding
+from registry.compat.model import Finding, Rule
 from registry.compat.structure import ApiDiff
+
+RULES = [
+    Rule("api-operation-removed-without-deprecation", "ERR", "none",
+         "operation removed without being deprecated first"),
+    Rule("api-operation-removed-before-sunset", "ERR", "none", "operation removed before its sunset date ({sunset})"),
+    Rule("api-operation-removed-after-sunset", "INFO", "none", "operation removed after its sunset date ({sunset})"),
+]
 
 
 def sunset(operation: dict) -> date | None:

@@ -4,8 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from registry.compat.model import Finding
+from registry.compat.model import Finding, Rule
 from registry.compat.structure import ApiDiff, parameters
+
+RULES = [
+    Rule("request-parameter-added-required", "ERR", "request", "required parameter {name} added"),
+    Rule("request-parameter-added-optional", "INFO", "request", "optional parameter {name} added"),
+    Rule("request-parameter-removed", "WARN", "request", "parameter {name} removed"),
+    Rule("request-parameter-became-required", "ERR", "request", "parameter {name} became required"),
+    Rule("request-parameter-became-optional", "INFO", "request", "parameter {name} became optional"),
+    Rule("request-parameter-location-changed", "ERR", "request", "parameter {name} moved from {old} to {new}"),
+    Rule("request-parameter-style-changed", "ERR", "request", "parameter {name} style changed from {old} to {new}"),
+    Rule("request-parameter-explode-changed", "ERR", "request", "parameter {name} explode changed from {old} to {new}"),
+    Rule("request-parameter-deprecated", "INFO", "request", "parameter {name} deprecated"),
+    Rule("request-parameter-empty-value-disallowed", "ERR", "request", "parameter {name} may no longer be empty"),
+]
 
 _DEFAULT_STYLE = {"query": "form", "cookie": "form", "path": "simple", "header": "simple"}
 

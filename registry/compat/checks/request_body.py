@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from registry.compat.model import Finding
+from registry.compat.model import Finding, Rule
 from registry.compat.structure import ApiDiff
+
+RULES = [
+    Rule("request-body-added-required", "ERR", "request", "required request body added"),
+    Rule("request-body-added-optional", "INFO", "request", "optional request body added"),
+    Rule("request-body-removed", "WARN", "request", "request body removed"),
+    Rule("request-body-became-required", "ERR", "request", "request body became required"),
+    Rule("request-body-became-optional", "INFO", "request", "request body became optional"),
+    Rule("request-body-media-type-removed", "ERR", "request", "request media type {media} removed"),
+    Rule("request-body-media-type-added", "INFO", "request", "request media type {media} added"),
+]
 
 
 def check(diff: ApiDiff) -> Iterator[Finding]:

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from registry.compat.model import Finding
+from registry.compat.model import Finding, Rule
 from registry.compat.structure import ApiDiff
+
+RULES = [
+    Rule("response-required-header-removed", "ERR", "response", "required response header {name} removed"),
+    Rule("response-optional-header-removed", "WARN", "response", "response header {name} removed"),
+    Rule("response-header-added", "INFO", "response", "response header {name} added"),
+    Rule("response-header-became-optional", "ERR", "response", "response header {name} became optional"),
+]
 
 
 def check(diff: ApiDiff) -> Iterator[Finding]:

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from registry.compat.model import Finding
+from registry.compat.model import Finding, Rule
 from registry.compat.structure import ApiDiff
+
+RULES = [
+    Rule("response-success-status-removed", "ERR", "response", "success response {status} removed"),
+    Rule("response-non-success-status-removed", "WARN", "response", "response {status} removed"),
+    Rule("response-success-status-added", "INFO", "response", "success response {status} added"),
+    Rule("response-non-success-status-added", "INFO", "response", "response {status} added"),
+    Rule("response-media-type-removed", "ERR", "response", "response {status} media type {media} removed"),
+    Rule("response-media-type-added", "INFO", "response", "response {status} media type {media} added"),
+]
 
 
 def _success(status: str) -> bool:

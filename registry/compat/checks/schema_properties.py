@@ -1,13 +1,38 @@
-"""Properties added or removed, made required or optional."""
+"""Properties added or removed, made required or optional.
+
+Event schemas have no rule for a property added or removed here: whether that breaks depends on
+the content model, which checks/event_content_model.py judges.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from registry.compat.checks import schema_finding
+from registry.compat.checks import declared, per_context, schema_finding
 from registry.compat.model import Finding
 from registry.compat.structure import ApiDiff
 from registry.compat.views import properties, required
+
+REQUIRED_PROPERTY_ADDED = per_context("required property {name} added", {
+    "request-body-required-property-added": "ERR", "request-parameter-required-property-added": "ERR",
+    "response-body-required-property-added": "INFO"})
+OPTIONAL_PROPERTY_ADDED = per_context("optional property {name} added", {
+    "request-body-optional-property-added": "INFO", "request-parameter-optional-property-added": "INFO",
+    "response-body-optional-property-added": "INFO"})
+REQUIRED_PROPERTY_REMOVED = per_context("required property {name} removed", {
+    "request-body-required-property-removed": "WARN", "request-parameter-required-property-removed": "WARN",
+    "response-body-required-property-removed": "ERR"})
+OPTIONAL_PROPERTY_REMOVED = per_context("optional property {name} removed", {
+    "request-body-optional-property-removed": "WARN", "request-parameter-optional-property-removed": "WARN",
+    "response-body-optional-property-removed": "WARN"})
+PROPERTY_BECAME_REQUIRED = per_context("property {name} became required", {
+    "request-body-property-became-required": "ERR", "request-parameter-property-became-required": "ERR",
+    "response-body-property-became-required": "INFO", "event-property-became-required": ("ERR", "INFO")})
+PROPERTY_BECAME_OPTIONAL = per_context("property {name} became optional", {
+    "request-body-property-became-optional": "INFO", "request-parameter-property-became-optional": "INFO",
+    "response-body-property-became-optional": "ERR", "event-property-became-optional": ("INFO", "ERR")})
+RULES = declared(REQUIRED_PROPERTY_ADDED, OPTIONAL_PROPERTY_ADDED, REQUIRED_PROPERTY_REMOVED,
+                 OPTIONAL_PROPERTY_REMOVED, PROPERTY_BECAME_REQUIRED, PROPERTY_BECAME_OPTIONAL)
 
 
 def check(diff: ApiDiff) -> Iterator[Finding]:
@@ -15,13 +40,13 @@ def check(diff: ApiDiff) -> Iterator[Finding]:
         old_props, new_props = properties(pair.old), properties(pair.new)
         old_required, new_required = required(pair.old), required(pair.new)
         for name in new_props.keys() - old_props.keys():
-            aspect = "required-property-added" if name in new_required else "optional-property-added"
-            yield schema_finding(pair, aspect, name=name)
+            change = REQUIRED_PROPERTY_ADDED if name in new_required else OPTIONAL_PROPERTY_ADDED
+            yield from schema_finding(pair, change, name=name)
         for name in old_props.keys() - new_props.keys():
-            aspect = "required-property-removed" if name in old_required else "optional-property-removed"
-            yield schema_finding(pair, aspect, name=name)
+            change = REQUIRED_PROPERTY_REMOVED if name in old_required else OPTIONAL_PROPERTY_REMOVED
+            yield from schema_finding(pair, change, name=name)
         for name in sorted(old_props.keys() & new_props.keys()):
             if name in new_required and name not in old_required:
-                yield schema_finding(pair, "property-became-required", name=name)
+                yield from schema_finding(pair, PROPERTY_BECAME_REQUIRED, name=name)
             elif name in old_required and name not in new_required:
-                yield schema_finding(pair, "property-became-optional", name=name)
+                yield from schema_finding(pair, PROPERTY_BECAME_OPTIONAL, name=name)

@@ -4,10 +4,31 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from registry.compat.checks import schema_finding, show
+from registry.compat.checks import declared, per_context, schema_finding, show
 from registry.compat.model import Finding
 from registry.compat.structure import ApiDiff
 from registry.compat.views import types
+
+TYPE_CHANGED = per_context("type changed from {old} to {new}", {
+    "request-body-type-changed": "ERR", "request-parameter-type-changed": "ERR",
+    "response-body-type-changed": "ERR", "event-type-changed": ("ERR", "ERR")})
+TYPE_GENERALIZED = per_context("type widened from {old} to {new}", {
+    "request-body-type-generalized": "INFO", "request-parameter-type-generalized": "INFO",
+    "response-body-type-generalized": "ERR", "event-type-generalized": ("INFO", "ERR")})
+TYPE_NARROWED = per_context("type narrowed from {old} to {new}", {
+    "request-body-type-narrowed": "ERR", "request-parameter-type-narrowed": "ERR",
+    "response-body-type-narrowed": "INFO", "event-type-narrowed": ("ERR", "INFO")})
+FORMAT_ADDED = per_context("format {new} added", {
+    "request-body-format-added": "WARN", "request-parameter-format-added": "WARN",
+    "response-body-format-added": "INFO", "event-format-added": ("WARN", "INFO")})
+FORMAT_REMOVED = per_context("format {old} removed", {
+    "request-body-format-removed": "INFO", "request-parameter-format-removed": "INFO",
+    "response-body-format-removed": "WARN", "event-format-removed": ("INFO", "WARN")})
+FORMAT_CHANGED = per_context("format changed from {old} to {new}", {
+    "request-body-format-changed": "ERR", "request-parameter-format-changed": "ERR",
+    "response-body-format-changed": "ERR", "event-format-changed": ("ERR", "ERR")})
+RULES = declared(TYPE_CHANGED, TYPE_GENERALIZED, TYPE_NARROWED, FORMAT_ADDED, FORMAT_REMOVED, FORMAT_CHANGED)
+
 
 # a value of the key type is also a value of each type in its set
 _WIDER = {"integer": {"number"}}
@@ -19,15 +40,15 @@ def check(diff: ApiDiff) -> Iterator[Finding]:
         if old != new and old:
             widened = not new or all(t in new or _WIDER.get(t, set()) & new for t in old)
             narrowed = bool(new) and all(t in old or _WIDER.get(t, set()) & old for t in new)
-            aspect = "type-generalized" if widened else "type-narrowed" if narrowed else "type-changed"
-            yield schema_finding(pair, aspect, old=show(old), new=show(new) if new else "any")
+            change = TYPE_GENERALIZED if widened else TYPE_NARROWED if narrowed else TYPE_CHANGED
+            yield from schema_finding(pair, change, old=show(old), new=show(new) if new else "any")
         elif not old and new:
-            yield schema_finding(pair, "type-changed", old="any", new=show(new))
+            yield from schema_finding(pair, TYPE_CHANGED, old="any", new=show(new))
         old_format, new_format = pair.old.get("format"), pair.new.get("format")
         if old_format != new_format:
             if old_format is None:
-                yield schema_finding(pair, "format-added", new=new_format)
+                yield from schema_finding(pair, FORMAT_ADDED, new=new_format)
             elif new_format is None:
-                yield schema_finding(pair, "format-removed", old=old_format)
+                yield from schema_finding(pair, FORMAT_REMOVED, old=old_format)
             else:
-                yield schema_finding(pair, "format-changed", old=old_format, new=new_format)
+                yield from schema_finding(pair, FORMAT_CHANGED, old=old_format, new=new_format)

@@ -10,8 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from registry.compat.model import Finding
+from registry.compat.model import Finding, Rule
 from registry.compat.structure import ApiDiff
+
+RULES = [
+    Rule("security-requirement-added", "ERR", "request", "security now requires {schemes}"),
+    Rule("security-scope-added", "ERR", "request", "security now requires the scopes {scopes}"),
+    Rule("security-requirement-relaxed", "INFO", "request", "security requirements relaxed"),
+]
 
 Alternative = dict[str, frozenset[str]]
 

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from registry.compat.model import Finding
+from registry.compat.model import Finding, Rule
 from registry.compat.structure import ApiDiff
+
+RULES = [
+    Rule("security-scheme-removed", "ERR", "request", "security scheme {name} removed"),
+    Rule("security-scheme-added", "INFO", "request", "security scheme {name} added"),
+    Rule("security-scheme-type-changed", "ERR", "request", "security scheme {name} changed from {old} to {new}"),
+    Rule("security-token-url-changed", "WARN", "request", "token URL of security scheme {name} changed"),
+    Rule("security-scheme-scope-removed", "WARN", "request", "scopes {scopes} removed from security scheme {name}"),
+    Rule("security-flow-removed", "ERR", "request", "OAuth flow {flow} removed from security scheme {name}"),
+]
 
 
 def check(diff: ApiDiff) -> Iterator[Finding]:

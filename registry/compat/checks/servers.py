@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from registry.compat.model import Finding
+from registry.compat.model import Finding, Rule
 from registry.compat.structure import ApiDiff
+
+RULES = [
+    Rule("api-server-removed", "WARN", "none", "server {url} removed"),
+    Rule("api-server-added", "INFO", "none", "server {url} added"),
+]
 
 
 def check(diff: ApiDiff) -> Iterator[Finding]:

@@ -6,19 +6,25 @@ a folder without a rule, or a message that does not render fails here.
 
 from __future__ import annotations
 
+import ast
 import re
 from datetime import date
 from pathlib import Path
 
 import pytest
 
+from registry.compat import semver
+from registry.compat.checks import event_content_model
 from registry.compat.engine import diff_openapi
 from registry.compat.events import diff_event_schemas
 from registry.compat.model import LEVELS
-from registry.compat.rules import RULES, RULES_LIST
+from registry.compat.rules import CHECK_MODULES, RULES, RULES_LIST
 from registry.documents import load_file
 
 FIXTURES = Path(__file__).parent / "fixtures"
+COMPAT = Path(__file__).resolve().parents[3] / "registry" / "compat"
+RULE_ID = re.compile(r"(?:api|documentation|event|request|response|security|semver)(?:-[a-z0-9]+)+")
+CONTEXTS = {"request-body", "request-parameter", "response-body"}  # where schemas sit, not rule ids
 TODAY = date(2026, 11, 29)  # the fixtures' sunset dates lie far before or after it
 
 
@@ -84,7 +90,27 @@ def test_transitive_modes_compare_with_every_earlier_version() -> None:
 
 
 def test_docs_rules_md_is_generated_from_the_table() -> None:
-    from registry.compat.docs import render
+    from registry.compat.docs import read_fixtures, render
 
     committed = (Path(__file__).resolve().parents[3] / "docs" / "rules.md").read_text()
-    assert committed == render(), "regenerate: python -m registry.compat.docs > docs/rules.md"
+    assert committed == render(read_fixtures(FIXTURES)), "regenerate: python -m registry.compat.docs > docs/rules.md"
+
+
+def test_every_rule_id_is_written_out_in_the_one_module_that_declares_it() -> None:
+    sources = {path: path.read_text() for path in COMPAT.rglob("*.py")}
+    declaring = [*CHECK_MODULES, event_content_model, semver]
+    assert [rule for module in declaring for rule in module.RULES] == RULES_LIST
+    for module in declaring:
+        for rule in module.RULES:
+            holders = [path for path, text in sources.items() if f'"{rule.id}"' in text]
+            assert holders == [Path(module.__file__).resolve()], f"{rule.id} is written out in {holders}"
+
+
+def test_every_id_the_code_can_emit_is_in_the_table() -> None:
+    for path in COMPAT.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and RULE_ID.fullmatch(node.value):
+                assert node.value in RULES or node.value in CONTEXTS, f"{path.name}: {node.value} is not in the table"
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Finding" and node.args:
+                assert not isinstance(node.args[0], (ast.JoinedStr, ast.BinOp)), f"{path.name}: a composed rule id"
