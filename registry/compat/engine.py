@@ -9,23 +9,31 @@ from typing import Any
 from registry.compat import semver
 from registry.compat.model import LEVELS, Change, Finding, Level, Report, Rule, severity
 from registry.compat.rules import CHECK_MODULES, RULES
-from registry.compat.structure import ApiDiff
+from registry.compat.structure import ApiDiff, DiffTooLarge, Limits
 
 CHECKS = [module.check for module in CHECK_MODULES]
+__all__ = ["DiffTooLarge", "Limits", "build_report", "diff_openapi"]
 
 
-def diff_openapi(old: dict[str, Any], new: dict[str, Any], *, today: date | None = None) -> Report:
-    """Compare two bundled OpenAPI 3.0 / 3.1 documents."""
-    diff = ApiDiff(old, new, today=today)
+def diff_openapi(old: dict[str, Any], new: dict[str, Any], *, today: date | None = None,
+                 minor_bump_level: Level = "INFO", limits: Limits = Limits()) -> Report:
+    """Compare two bundled OpenAPI 3.0 / 3.1 documents.
+
+    Raises DiffTooLarge when the documents would take more than `limits` to compare.
+    """
+    diff = ApiDiff(old, new, today=today, limits=limits)
     findings = [finding for check in CHECKS for finding in check(diff)]
-    return build_report(findings, _version(old), _version(new))
+    return build_report(findings, _version(old), _version(new), minor_bump_level=minor_bump_level, limits=limits)
 
 
 def build_report(findings: Iterable[Finding], old_version: str | None, new_version: str | None,
-                 level_of: Callable[[Rule], Level] | None = None) -> Report:
+                 level_of: Callable[[Rule], Level] | None = None, *, minor_bump_level: Level = "INFO",
+                 limits: Limits = Limits()) -> Report:
     """Render findings into changes (deduplicated, most severe first) with the semver verdict."""
     changes: dict[tuple[str, str, str, str], Change] = {}
-    for finding in findings:
+    for count, finding in enumerate(findings):
+        if count >= limits.findings:
+            raise DiffTooLarge(f"more than {limits.findings:,} findings")
         rule = RULES[finding.rule_id]
         message = rule.message.format(**finding.args)
         level = level_of(rule) if level_of else rule.level
@@ -35,11 +43,13 @@ def build_report(findings: Iterable[Finding], old_version: str | None, new_versi
     ordered = sorted(changes.values(), key=lambda c: (-severity(c.level), c.operation, c.location, c.id))
     required = semver.required_bump(ordered)
     proposed = semver.proposed_bump(old_version, new_version)
-    if proposed is not None and not semver.at_least(proposed, required):
-        rule = semver.BUMP_TOO_SMALL
+    rule = semver.verdict(required, proposed)
+    if rule is not None:
+        level = rule.level if rule is semver.BUMP_TOO_SMALL else minor_bump_level
         ordered.insert(0, Change(
-            id=rule.id, level=rule.level, direction=rule.direction, operation="", location="info.version",
+            id=rule.id, level=level, direction=rule.direction, operation="", location="info.version",
             message=rule.message.format(proposed=new_version, actual=proposed, required=required)))
+        ordered.sort(key=lambda c: -severity(c.level))  # stable: the verdict leads its level
     summary: dict[str, int] = {level: sum(1 for c in ordered if c.level == level) for level in reversed(LEVELS)}
     summary["total"] = len(ordered)
     return Report(changes=ordered, summary=summary, semver={

@@ -32,7 +32,7 @@ class EventDiff(ApiDiff):
     def __init__(self, old: dict[str, Any], new: dict[str, Any]) -> None:
         super().__init__({"openapi": "3.1.0", "paths": {}}, {"openapi": "3.1.0", "paths": {}})
         self.old.root, self.new.root = old, new
-        self.schema_pairs = self.pair_schemas("event", "", "data", old, new)
+        self.pair_schemas("event", "", "data", old, new)
 
 
 def level_for(mode: str) -> Any:

@@ -15,19 +15,33 @@ _SEMVER = re.compile(
 )
 BUMP_TOO_SMALL = Rule("semver-bump-too-small", "ERR", "none",
                       "version {proposed} is a {actual} bump; the changes need a {required} bump")
-RULES = [BUMP_TOO_SMALL]
+MINOR_BUMP_MISSING = Rule("semver-minor-bump-missing", "INFO", "none",
+                          "version {proposed} is a {actual} bump; compatible additions suggest a {required} bump")
+RULES = [BUMP_TOO_SMALL, MINOR_BUMP_MISSING]
 BUMPS: tuple[Bump, ...] = ("none", "patch", "minor", "major")
-PATCH_ONLY = frozenset({DOCUMENTATION_CHANGED.id})
+NO_BUMP = frozenset({DOCUMENTATION_CHANGED.id})
 
 
 def required_bump(changes: Iterable[Change]) -> Bump:
-    """ERR needs a major bump; any other change to the contract a minor one; documentation a patch."""
+    """ERR needs a major bump; any other change to the contract a minor one; documentation none."""
     needed: Bump = "none"
     for change in changes:
-        bump: Bump = "major" if change.level == "ERR" else "patch" if change.id in PATCH_ONLY else "minor"
+        bump: Bump = "major" if change.level == "ERR" else "none" if change.id in NO_BUMP else "minor"
         if BUMPS.index(bump) > BUMPS.index(needed):
             needed = bump
     return needed
+
+
+def verdict(required: Bump, proposed: Bump | None) -> Rule | None:
+    """The rule a proposed bump breaks: too small for a breaking change (ERR), or a missing minor bump (INFO).
+
+    Only a missing major bump is an error: a client is broken only by a breaking change released
+    as if it were compatible. A compatible addition released as a patch (or under the same
+    version) breaks nobody; it is reported at a level the caller chooses (INFO by default).
+    """
+    if proposed is None or at_least(proposed, required):
+        return None
+    return BUMP_TOO_SMALL if required == "major" else MINOR_BUMP_MISSING
 
 
 def proposed_bump(old: str | None, new: str | None) -> Bump | None:

@@ -10,8 +10,9 @@ titles, unknown `x-` extensions) never counts. Cycles are followed once.
 from __future__ import annotations
 
 import re
+from collections import deque
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 DOC_KEYS = frozenset({"description", "summary", "example", "examples", "title", "externalDocs", "$comment", "xml"})
@@ -34,6 +35,21 @@ def required_only(schema: Any) -> bool:
 _TEMPLATE = re.compile(r"\{[^}/]*\}")
 
 
+class DiffTooLarge(Exception):
+    """The documents would take more than the diff's limits to compare: refused, never half-reported."""
+
+
+class Limits(NamedTuple):
+    """What one diff may hold at most, so that no pair of documents can exhaust the process."""
+
+    pairs: int = 200_000
+    """Distinct differing schema pairs (each compared once)."""
+    places: int = 1_000_000
+    """Places those pairs sit at, over every operation (each becomes a finding per rule that fires)."""
+    findings: int = 1_000_000
+    """Findings before deduplication."""
+
+
 class Document:
     """One side of the comparison: the document and `$ref` resolution over it."""
 
@@ -54,24 +70,34 @@ class Document:
 
 
 class SchemaPair:
-    """Two schemas at the same place in both documents that are not the same."""
+    """Two schemas at the same place in both documents that are not the same, compared once per diff.
 
-    __slots__ = ("context", "operation", "location", "old", "new", "old_ref", "new_ref", "alternatives",
-                 "old_30", "new_30")
+    A pair is keyed by the identity of both (dereferenced) schemas and its context, so a schema
+    shared by many places is compared once; `places` lists every (operation, location) it sits at.
+    """
 
-    def __init__(self, context: str, operation: str, location: str, old: dict[str, Any], new: dict[str, Any],
-                 old_ref: Any, new_ref: Any, old_30: bool, new_30: bool) -> None:
+    __slots__ = ("context", "old", "new", "old_30", "new_30", "alternatives", "children", "places")
+
+    def __init__(self, context: str, old: dict[str, Any], new: dict[str, Any], old_30: bool, new_30: bool) -> None:
         self.context = context  # request-body | request-parameter | response-body | event
-        self.operation = operation
-        self.location = location
         self.old = old
         self.new = new
-        self.old_ref = old_ref  # before dereferencing, for ref names
-        self.new_ref = new_ref
         self.old_30 = old_30
         self.new_30 = new_30
         # combinator -> (indices removed from old, indices added in new)
         self.alternatives: dict[str, tuple[list[int], list[int]]] = {}
+        self.children: list[tuple[str, SchemaPair]] | None = None  # (path step, pair), made on first use
+        self.places: list[tuple[str, str]] = []  # (operation, location)
+
+    @property
+    def operation(self) -> str:
+        """The operation of the first place the pair was found at."""
+        return self.places[0][0]
+
+    @property
+    def location(self) -> str:
+        """The location of the first place the pair was found at."""
+        return self.places[0][1]
 
 
 class OperationPair:
@@ -93,12 +119,17 @@ class OperationPair:
 class ApiDiff:
     """Everything the checks read."""
 
-    def __init__(self, old: dict[str, Any], new: dict[str, Any], *, today: date | None = None) -> None:
+    def __init__(self, old: dict[str, Any], new: dict[str, Any], *, today: date | None = None,
+                 limits: Limits = Limits()) -> None:
         self.old = Document(old)
         self.new = Document(new)
         self.today = today or date.today()
+        self.limits = limits
         self._same: dict[tuple[int, int], bool] = {}
         self._synthetic: dict[Any, tuple[Any]] = {}
+        self._pairs: dict[tuple[str, int, int], SchemaPair | None] = {}
+        self._places = 0
+        self.schema_pairs: list[SchemaPair] = []  # every differing pair, once, in the order first found
         old_ops, new_ops = _operations(self.old), _operations(self.new)
         self.removed = [old_ops[k] for k in old_ops if k not in new_ops]
         self.added = [new_ops[k] for k in new_ops if k not in old_ops]
@@ -107,7 +138,6 @@ class ApiDiff:
                           old_ops[k][4], new_ops[k][4])
             for k in new_ops if k in old_ops
         ]
-        self.schema_pairs: list[SchemaPair] = []
         for pair in self.operations:
             self._pair_operation_schemas(pair)
 
@@ -135,44 +165,76 @@ class ApiDiff:
 
     # -- schema pairs --------------------------------------------------------------------
     def pair_schemas(self, context: str, operation: str, location: str, old: Any, new: Any) -> list[SchemaPair]:
-        """Every differing schema pair under (old, new), outermost first."""
+        """Every differing schema pair under (old, new), breadth first, each once with its shortest path.
+
+        A pair already compared (under another operation, or elsewhere under this one) is not
+        compared again: it gains this place. Raises DiffTooLarge past `limits`.
+        """
+        root = self._pair(context, old, new)
+        if root is None:
+            return []
         out: list[SchemaPair] = []
-        self._walk(context, operation, location, "", old, new, out, set())
+        seen = {id(root)}
+        queue: deque[tuple[str, SchemaPair]] = deque([("", root)])
+        while queue:
+            path, pair = queue.popleft()
+            self._places += 1
+            if self._places > self.limits.places:
+                raise DiffTooLarge(f"more than {self.limits.places:,} places where schemas differ")
+            pair.places.append((operation, f"{location} {path or '/'}"))
+            out.append(pair)
+            for step, child in self._children(pair):
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    queue.append((f"{path}/{step}", child))
         return out
 
-    def _walk(self, context: str, operation: str, location: str, path: str, old_ref: Any, new_ref: Any,
-              out: list[SchemaPair], stack: set[tuple[int, int]]) -> None:
+    def _children(self, pair: SchemaPair) -> list[tuple[str, SchemaPair]]:
+        """The differing pairs directly under a pair, made on first use."""
+        if pair.children is None:
+            found = ((step, self._pair(pair.context, old, new)) for step, old, new in self._child_schemas(pair))
+            pair.children = [(step, child) for step, child in found if child is not None]
+        return pair.children
+
+    def _pair(self, context: str, old_ref: Any, new_ref: Any) -> SchemaPair | None:
+        """The pair of two schemas in a context (made and compared once), or None when they are the same."""
         old, new = self.old.deref(old_ref), self.new.deref(new_ref)
         if not isinstance(old, dict) or not isinstance(new, dict):
-            return
+            return None
         old, new = self._align(old, new)
-        key = (id(old), id(new))
-        if key in stack or self.same(old, new):
-            return
-        pair = SchemaPair(context, operation, f"{location} {path or '/'}", old, new, old_ref, new_ref,
-                          self.old.openapi_30, self.new.openapi_30)
-        out.append(pair)
-        stack.add(key)
+        key = (context, id(old), id(new))
+        if key in self._pairs:
+            return self._pairs[key]
+        if self.same(old, new):
+            self._pairs[key] = None
+            return None
+        if len(self.schema_pairs) >= self.limits.pairs:
+            raise DiffTooLarge(f"more than {self.limits.pairs:,} differing schema pairs")
+        pair = self._pairs[key] = SchemaPair(context, old, new, self.old.openapi_30, self.new.openapi_30)
+        self.schema_pairs.append(pair)
+        return pair
+
+    def _child_schemas(self, pair: SchemaPair) -> list[tuple[str, Any, Any]]:
+        """(path step, old subschema, new subschema) for every place a pair's schemas nest one."""
+        old, new = pair.old, pair.new
+        children = []
         old_props, new_props = old.get("properties") or {}, new.get("properties") or {}
-        for name in old_props:
-            if name in new_props:
-                self._walk(context, operation, location, f"{path}/{name}", old_props[name], new_props[name], out, stack)
+        if isinstance(old_props, dict) and isinstance(new_props, dict):
+            children += [(name, old_props[name], new_props[name]) for name in old_props if name in new_props]
         for keyword, step in (("items", "[]"), ("additionalProperties", "{*}"), ("not", "!")):
             if isinstance(old.get(keyword), dict) and isinstance(new.get(keyword), dict):
-                self._walk(context, operation, location, f"{path}/{step}", old[keyword], new[keyword], out, stack)
+                children.append((step, old[keyword], new[keyword]))
         for combinator in COMBINATORS:
             old_alts, new_alts = old.get(combinator) or [], new.get(combinator) or []
-            if not old_alts and not new_alts:
+            if not old_alts and not new_alts or not isinstance(old_alts, list) or not isinstance(new_alts, list):
                 continue
             if all(required_only(self.old.deref(a)) for a in old_alts) and \
                     all(required_only(self.new.deref(a)) for a in new_alts):
                 continue  # alternatives of required properties only: read as required-ness (views.required)
             matched, removed, added = self._match_alternatives(old_alts, new_alts)
             pair.alternatives[combinator] = (removed, added)
-            for i, j in matched:
-                self._walk(context, operation, location, f"{path}/{combinator}[{j}]", old_alts[i], new_alts[j],
-                           out, stack)
-        stack.discard(key)
+            children += [(f"{combinator}[{j}]", old_alts[i], new_alts[j]) for i, j in matched]
+        return children
 
     def _align(self, old: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """Rewrite one side when only it uses a combinator, so equal meanings compare equal.
@@ -271,20 +333,20 @@ class ApiDiff:
     def _pair_operation_schemas(self, pair: OperationPair) -> None:
         for key, (old_param, new_param) in parameter_pairs(self, pair).items():
             if "schema" in old_param and "schema" in new_param:
-                self.schema_pairs += self.pair_schemas("request-parameter", pair.key, f"{key[0]} parameter {key[1]}",
-                                                       old_param["schema"], new_param["schema"])
+                self.pair_schemas("request-parameter", pair.key, f"{key[0]} parameter {key[1]}",
+                                  old_param["schema"], new_param["schema"])
         old_body, new_body = self.old.deref(pair.old.get("requestBody")), self.new.deref(pair.new.get("requestBody"))
         for media, (old_media, new_media) in media_pairs(self, old_body, new_body).items():
-            self.schema_pairs += self.pair_schemas("request-body", pair.key, f"request body {media}",
-                                                   old_media.get("schema"), new_media.get("schema"))
+            self.pair_schemas("request-body", pair.key, f"request body {media}", old_media.get("schema"),
+                              new_media.get("schema"))
         old_responses, new_responses = pair.old.get("responses") or {}, pair.new.get("responses") or {}
         for status in old_responses:
             if status not in new_responses:
                 continue
             old_response, new_response = self.old.deref(old_responses[status]), self.new.deref(new_responses[status])
             for media, (old_media, new_media) in media_pairs(self, old_response, new_response).items():
-                self.schema_pairs += self.pair_schemas("response-body", pair.key, f"response {status} {media}",
-                                                       old_media.get("schema"), new_media.get("schema"))
+                self.pair_schemas("response-body", pair.key, f"response {status} {media}",
+                                  old_media.get("schema"), new_media.get("schema"))
 
 
 def parameter_pairs(diff: ApiDiff, pair: OperationPair) -> dict[tuple[str, str], tuple[dict, dict]]:

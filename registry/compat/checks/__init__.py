@@ -40,7 +40,13 @@ def schema_finding(pair: SchemaPair, change: dict[str, Rule], **args: Any) -> It
     """The finding of `change` in the pair's context, if the change is a rule there."""
     rule = change.get(pair.context)
     if rule is not None:
-        yield Finding(rule.id, pair.operation, pair.location, args)
+        yield from at_places(pair, rule.id, **args)
+
+
+def at_places(pair: SchemaPair, rule_id: str, **args: Any) -> Iterator[Finding]:
+    """One finding of a rule at every place the pair sits (the pair was compared once)."""
+    for operation, location in pair.places:
+        yield Finding(rule_id, operation, location, args)
 
 
 def show(value: Any) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Literal
 
+from registry.compat.checks import at_places
 from registry.compat.model import Finding, Rule
 from registry.compat.structure import ApiDiff
 from registry.compat.views import closed, properties, required
@@ -54,7 +55,7 @@ def check(diff: ApiDiff, *, required_with_default: RequiredWithDefault) -> Itera
                     else "required"
             else:
                 kind = "optional"
-            yield Finding(_ADDED[kind][closed(pair.old)], "", pair.location, {"name": name})
+            yield from at_places(pair, _ADDED[kind][closed(pair.old)], name=name)
         for name in sorted(old_props.keys() - new_props.keys()):
             if not closed(pair.new):
                 rule = "event-property-removed-open-model"
@@ -62,4 +63,4 @@ def check(diff: ApiDiff, *, required_with_default: RequiredWithDefault) -> Itera
                 rule = "event-required-property-removed-closed-model"
             else:
                 rule = "event-optional-property-removed-closed-model"
-            yield Finding(rule, "", pair.location, {"name": name})
+            yield from at_places(pair, rule, name=name)

@@ -133,7 +133,7 @@ def test_documentation_is_never_err_or_warn(document: dict[str, Any]) -> None:
     documented["info"] = {**document["info"], "version": "1.0.1"}
     report = diff_openapi(document, documented)
     assert [c.id for c in report.changes] in ([], ["documentation-changed"])
-    assert report.semver["required_bump"] in ("none", "patch")
+    assert report.semver["required_bump"] == "none"
 
 
 @SETTINGS
@@ -144,5 +144,10 @@ def test_any_two_documents_diff_without_crashing_and_report_consistently(a: dict
     json.dumps([c.message for c in report.changes])
     if any(c.id != "semver-bump-too-small" for c in report.at_or_above("ERR")):
         assert report.semver["required_bump"] == "major"
-    if report.changes:  # both are 1.0.0, so any change needs at least a patch bump and says so
-        assert report.changes[0].id == "semver-bump-too-small"
+        assert report.changes[0].id == "semver-bump-too-small"  # both are 1.0.0: a breaking change needs 2.0.0
+    elif any(c.id != "documentation-changed" for c in report.changes):
+        assert report.semver["required_bump"] == "minor"
+        assert [(c.id, c.level) for c in report.changes if c.id.startswith("semver-")] == [
+            ("semver-minor-bump-missing", "INFO")]
+    else:  # documentation needs no bump
+        assert not any(c.id.startswith("semver-") for c in report.changes)
