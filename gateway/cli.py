@@ -29,14 +29,18 @@ def main(argv: list[str] | None = None) -> int:
     diff = commands.add_parser(
         "diff", help="compare two contract documents and report breaking changes",
         description="Compare two OpenAPI 3.0/3.1 documents (or two JSON Schemas of an event) offline. "
-                    "Exit 0: nothing at or above --fail-on; 1: something is; 2: input unreadable.")
+                    "Exit 0: nothing at or above --fail-on; 1: something is; 2: input unreadable, or too "
+                    "large to compare within the engine's limits.")
     diff.add_argument("old", type=Path, help="the published (old) document, YAML or JSON")
     diff.add_argument("new", type=Path, help="the proposed (new) document, YAML or JSON")
     diff.add_argument("--format", choices=sorted(FORMATS), default="text", help="output format (default text)")
     diff.add_argument("--fail-on", choices=["ERR", "WARN", "INFO"], default="ERR",
                       help="exit 1 when a change at or above this level is found (default ERR)")
-    diff.add_argument("--mode", choices=MODES, default="BACKWARD",
-                      help="compatibility mode for event schemas (default BACKWARD)")
+    diff.add_argument("--mode", choices=MODES, default="BACKWARD", type=str.upper,
+                      help="compatibility mode for event schemas, in any case (default BACKWARD)")
+    diff.add_argument("--minor-bump-level", choices=["ERR", "WARN", "INFO"], default="INFO",
+                      help="level of semver-minor-bump-missing, a compatible change released without a minor bump "
+                           "(default INFO; a breaking change without a major bump is always ERR)")
     diff.add_argument("--required-with-default", choices=["compatible", "breaking"], default="compatible",
                       help="event schemas: a new required property with a default is compatible "
                            "(Confluent) or breaking (oasdiff)")
@@ -107,7 +111,7 @@ def _issue_token(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from registry.compat.engine import diff_openapi
+    from registry.compat.engine import DiffTooLarge, diff_openapi
     from registry.compat.events import diff_event_schemas
     from registry.documents import load_file
     from registry.errors import InvalidDocument
@@ -121,11 +125,16 @@ def _diff(args: argparse.Namespace) -> int:
     if len(kinds) != 1:
         print("govgate diff: one document is OpenAPI and the other is not", file=sys.stderr)
         return 2
-    if "openapi" in old:
-        report = diff_openapi(old, new)
-    else:
-        report = diff_event_schemas([old], new, mode=args.mode, required_with_default=args.required_with_default,
-                                    old_version=_schema_version(old), new_version=_schema_version(new))
+    try:
+        if "openapi" in old:
+            report = diff_openapi(old, new, minor_bump_level=args.minor_bump_level)
+        else:
+            report = diff_event_schemas([old], new, mode=args.mode, required_with_default=args.required_with_default,
+                                        old_version=_schema_version(old), new_version=_schema_version(new),
+                                        minor_bump_level=args.minor_bump_level)
+    except DiffTooLarge as exc:
+        print(f"govgate diff: refused: {exc}", file=sys.stderr)
+        return 2
     formatter = FORMATS[args.format]
     if args.format == "text":
         colour = args.colour == "always" or (args.colour == "auto" and sys.stdout.isatty())

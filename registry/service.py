@@ -16,7 +16,7 @@ from registry.approvals import ApprovalPolicy
 from registry.audit import AuditEntry, AuditRecord
 from registry.audit import Verification as ChainVerification
 from registry.webhooks import Delivery, NewWebhook, Webhook
-from registry.compat.engine import diff_openapi
+from registry.compat.engine import DiffTooLarge, diff_openapi
 from registry.compat.events import diff_event_schemas
 from registry.compat.model import Report
 from registry.errors import Conflict, Forbidden, InvalidDocument, InvalidRequest, NotFound, PreconditionFailed
@@ -260,12 +260,16 @@ class Registry:
         published = [v for _, v in earlier if v.state in ("published", "deprecated")]
         base = published[-1] if published else earlier[-1][1]
         base_document = json.loads(await self.store.get_document(contract.name, base.version) or "{}")
-        if contract.kind == "openapi":
-            return base.version, diff_openapi(base_document, document)
-        history = [json.loads(await self.store.get_document(contract.name, v.version) or "{}") for _, v in earlier]
-        return base.version, diff_event_schemas(history if contract.compatibility.endswith("_TRANSITIVE")
-                                                else [base_document], document, mode=contract.compatibility,
-                                                old_version=base.version, new_version=str(semver))
+        try:
+            if contract.kind == "openapi":
+                return base.version, diff_openapi(base_document, document)
+            history = [json.loads(await self.store.get_document(contract.name, v.version) or "{}")
+                       for _, v in earlier]
+            return base.version, diff_event_schemas(history if contract.compatibility.endswith("_TRANSITIVE")
+                                                    else [base_document], document, mode=contract.compatibility,
+                                                    old_version=base.version, new_version=str(semver))
+        except DiffTooLarge as exc:
+            raise InvalidDocument(f"the proposal cannot be compared with {base.version}: {exc}") from None
 
     @staticmethod
     def _same_or_conflict(stored: Version, digest: str, name: str, version: str) -> Version:

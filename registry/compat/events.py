@@ -19,7 +19,7 @@ from registry.compat import engine
 from registry.compat.checks import event_content_model
 from registry.compat.checks.event_content_model import RequiredWithDefault
 from registry.compat.model import Finding, Level, Report, Rule, severity
-from registry.compat.structure import ApiDiff
+from registry.compat.structure import ApiDiff, Limits
 
 Mode = Literal["BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE",
                "NONE"]
@@ -29,8 +29,8 @@ MODES: tuple[str, ...] = Mode.__args__  # type: ignore[attr-defined]
 class EventDiff(ApiDiff):
     """One schema pair tree, in the `event` context."""
 
-    def __init__(self, old: dict[str, Any], new: dict[str, Any]) -> None:
-        super().__init__({"openapi": "3.1.0", "paths": {}}, {"openapi": "3.1.0", "paths": {}})
+    def __init__(self, old: dict[str, Any], new: dict[str, Any], limits: Limits = Limits()) -> None:
+        super().__init__({"openapi": "3.1.0", "paths": {}}, {"openapi": "3.1.0", "paths": {}}, limits=limits)
         self.old.root, self.new.root = old, new
         self.pair_schemas("event", "", "data", old, new)
 
@@ -53,15 +53,21 @@ def level_for(mode: str) -> Any:
 
 def diff_event_schemas(history: Sequence[dict[str, Any]], new: dict[str, Any], *, mode: str = "BACKWARD",
                        required_with_default: RequiredWithDefault = "compatible",
-                       old_version: str | None = None, new_version: str | None = None) -> Report:
-    """Compare `new` with the latest of `history` (or every one of them, in a transitive mode)."""
+                       old_version: str | None = None, new_version: str | None = None,
+                       minor_bump_level: Level = "INFO", limits: Limits = Limits()) -> Report:
+    """Compare `new` with the latest of `history` (or every one of them, in a transitive mode).
+
+    `mode` is one of Confluent's names, in any case. Raises DiffTooLarge past `limits`.
+    """
+    mode = mode.upper()
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}")
     olds = history if mode.endswith("_TRANSITIVE") else history[-1:]
     findings: list[Finding] = []
     for old in olds:
-        diff = EventDiff(old, new)
+        diff = EventDiff(old, new, limits)
         findings += [finding for check in engine.CHECKS for finding in check(diff)]
         findings += event_content_model.check(diff, required_with_default=required_with_default)
-    return engine.build_report(findings, old_version, new_version, level_of=level_for(mode))
+    return engine.build_report(findings, old_version, new_version, level_of=level_for(mode),
+                               minor_bump_level=minor_bump_level, limits=limits)
 

@@ -32,6 +32,9 @@ _UNION_KEYS = frozenset({"oneOf", "anyOf", "allOf", "discriminator", "nullable",
 def required_only(schema: Any) -> bool:
     """A schema that only lists required properties (`anyOf: [{required: [a]}, {required: [b]}]`)."""
     return isinstance(schema, dict) and set(schema) <= {"required", "description", "title"} and "required" in schema
+# limits that every allOf member imposes at once: the tightest one is the schema's
+_TIGHTEST = {**dict.fromkeys(("maximum", "maxLength", "maxItems", "maxProperties"), min),
+             **dict.fromkeys(("minimum", "minLength", "minItems", "minProperties"), max)}
 _TEMPLATE = re.compile(r"\{[^}/]*\}")
 
 
@@ -282,6 +285,8 @@ class ApiDiff:
                         merged["required"] = sorted(set(merged.get("required", [])) | set(value))
                     elif keyword == "additionalProperties" and value is False:
                         merged[keyword] = False
+                    elif keyword in _TIGHTEST and _numbers(value, merged.get(keyword, value)):
+                        merged[keyword] = _TIGHTEST[keyword](value, merged.get(keyword, value))  # both apply
                     else:
                         merged.setdefault(keyword, value)
             return merged

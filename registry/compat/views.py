@@ -14,6 +14,30 @@ def types(schema: dict[str, Any]) -> frozenset[str]:
     return frozenset(t for t in names if t != "null")
 
 
+# keywords that only constrain values of one type: a schema using only one type's keywords is used for that type
+_TYPE_KEYWORDS = {
+    "object": ("properties", "additionalProperties", "patternProperties", "required", "minProperties",
+               "maxProperties", "propertyNames", "dependentRequired", "unevaluatedProperties"),
+    "array": ("items", "prefixItems", "minItems", "maxItems", "uniqueItems", "contains", "unevaluatedItems"),
+}
+_JSON_TYPES = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "array"),
+               (dict, "object"))
+
+
+def implied_types(schema: dict[str, Any]) -> frozenset[str]:
+    """Declared types; without a `type`, the one type its keywords or enum values can only be about; else any."""
+    declared = types(schema)
+    if declared or "type" in schema:
+        return declared
+    hinted = {name for name, keywords in _TYPE_KEYWORDS.items() if any(k in schema for k in keywords)}
+    values = enum(schema)
+    if values:
+        hinted |= {next(name for kind, name in _JSON_TYPES if isinstance(v, kind)) for v in values if v is not None}
+        if hinted == {"integer", "number"}:
+            hinted = {"number"}
+    return frozenset(hinted) if len(hinted) == 1 else frozenset()
+
+
 def nullable(schema: dict[str, Any], openapi_30: bool) -> bool:
     """Whether null is allowed by type, `nullable` (3.0) or enum."""
     if openapi_30 and schema.get("nullable") is True:
@@ -90,7 +114,7 @@ def _bound(schema: dict[str, Any], inclusive: str, exclusive: str, openapi_30: b
     if number(schema.get(inclusive)) is not None:
         flag = schema.get(exclusive) is True if openapi_30 else False
         candidates.append((schema[inclusive], flag))
-    if not openapi_30 and number(schema.get(exclusive)) is not None:
+    if number(schema.get(exclusive)) is not None:  # 3.1, and 3.0 documents written with 3.1's numeric form
         candidates.append((schema[exclusive], True))
     if not candidates:
         return None

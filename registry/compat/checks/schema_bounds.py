@@ -1,14 +1,23 @@
-"""Numeric bounds, lengths and item counts tightened, loosened, added or removed."""
+"""Numeric bounds, lengths and item counts tightened, loosened, added or removed, judged by their effect.
+
+A constraint counts by what it admits, not by its presence: `minLength: 0` or `minItems: 0` admit
+everything; on an integer, `exclusiveMinimum: 0` is `minimum: 1`; a format int32/int64 and an
+anchored pattern (`^[0-9]{5}$`) already bound values and lengths, as long as they stay the same;
+and a bound every value of the enum satisfies restricts nothing. Only a change in what is admitted
+is reported.
+"""
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from registry.compat.checks import declared, per_context, schema_finding
 from registry.compat.model import Finding, Rule
 from registry.compat.structure import ApiDiff, SchemaPair
-from registry.compat.views import Bound, lower, number, tighter_lower, tighter_upper, upper
+from registry.compat.views import Bound, enum, lower, number, tighter_lower, tighter_upper, types, upper
 
 MAX_DECREASED = per_context("maximum lowered from {old} to {new}", {
     "request-body-max-decreased": "ERR", "request-parameter-max-decreased": "ERR",
@@ -105,23 +114,120 @@ _COUNTS: tuple[tuple[str, Changes], ...] = (  # keyword, (added, removed, increa
 )
 
 
+_FORMAT_RANGES = {"int32": (-2**31, 2**31 - 1), "int64": (-2**63, 2**63 - 1)}
+
+
 def check(diff: ApiDiff) -> Iterator[Finding]:
     for pair in diff.schema_pairs:
         yield from _numeric(pair)
+        same_pattern = pair.old.get("pattern") == pair.new.get("pattern")
         for keyword, changes in _COUNTS:
-            yield from _compare(pair, changes, number(pair.old.get(keyword)), number(pair.new.get(keyword)))
+            old, new = _count(pair.old, keyword, same_pattern), _count(pair.new, keyword, same_pattern)
+            if old != new and not _enum_unaffected(pair, lambda v: _fits_count(v, keyword, old, new)):
+                yield from _compare(pair, changes, old, new)
 
 
 def _numeric(pair: SchemaPair) -> Iterator[Finding]:
+    same_format = pair.old.get("format") == pair.new.get("format")
     for reader, tighter, (added, removed, tightened, loosened) in _NUMERIC:
-        old, new = reader(pair.old, pair.old_30), reader(pair.new, pair.new_30)
+        old = _effective_bound(pair.old, reader(pair.old, pair.old_30), reader is lower, same_format)
+        new = _effective_bound(pair.new, reader(pair.new, pair.new_30), reader is lower, same_format)
+        if old == new or _enum_unaffected(pair, lambda v: _fits_bound(v, old, new, reader is lower)):
+            continue
         if old is None and new is not None:
             yield from schema_finding(pair, added, new=_show(new))
         elif old is not None and new is None:
             yield from schema_finding(pair, removed, old=_show(old))
-        elif old is not None and new is not None and old != new:
+        elif old is not None and new is not None:
             change = tightened if tighter(old, new) else loosened
             yield from schema_finding(pair, change, old=_show(old), new=_show(new))
+
+
+def _effective_bound(schema: dict[str, Any], bound: Bound | None, is_lower: bool, same_format: bool) -> Bound | None:
+    """The bound by effect: an integer's bounds made inclusive, and a kept int32/int64 format's range applied."""
+    if types(schema) != {"integer"}:
+        return bound
+    if bound is not None:
+        value, exclusive = bound
+        if is_lower:
+            bound = (math.floor(value) + 1 if exclusive else math.ceil(value), False)
+        else:
+            bound = (math.ceil(value) - 1 if exclusive else math.floor(value), False)
+    limits = _FORMAT_RANGES.get(schema.get("format")) if same_format else None
+    if limits is None:
+        return bound
+    implied: Bound = (limits[0] if is_lower else limits[1], False)
+    if bound is None:
+        return None  # the format alone: unchanged on both sides, so no change to report
+    return (max(bound[0], implied[0]), False) if is_lower else (min(bound[0], implied[0]), False)
+
+
+def _count(schema: dict[str, Any], keyword: str, same_pattern: bool) -> float | None:
+    """A length or count limit by effect: a minimum of 0 is none, and a kept anchored pattern bounds lengths."""
+    value = number(schema.get(keyword))
+    if keyword.startswith("min") and value is not None and value <= 0:
+        value = None
+    if same_pattern and keyword in ("minLength", "maxLength") and value is not None:
+        shortest, longest = pattern_lengths(schema.get("pattern"))
+        if keyword == "maxLength" and longest is not None and longest <= value:
+            value = None  # the pattern already allows no longer strings
+        if keyword == "minLength" and value <= shortest:
+            value = None  # the pattern already allows no shorter strings
+    return value
+
+
+def pattern_lengths(pattern: Any) -> tuple[int, int | None]:
+    """(shortest, longest or None) length of the strings an anchored pattern fully matches; (0, None) otherwise."""
+    if not isinstance(pattern, str) or not pattern.startswith("^") or not pattern.endswith("$") \
+            or pattern.endswith("\\$"):
+        return 0, None
+    try:
+        parsed = _parse_regex(pattern)
+    except (re.error, RecursionError, OverflowError, ValueError):
+        return 0, None
+    items = list(parsed)
+    anchored = len(items) >= 2 and str(items[0][1]) == "AT_BEGINNING" and str(items[-1][1]) in ("AT_END",
+                                                                                                   "AT_END_STRING")
+    if not anchored:
+        return 0, None
+    shortest, longest = parsed.getwidth()
+    return shortest, longest if longest < 1 << 16 else None
+
+
+def _parse_regex(pattern: str) -> Any:
+    import re._parser as sre_parse  # type: ignore[import-not-found]  # the parser behind re, public since 2001
+
+    return sre_parse.parse(pattern)
+
+
+def _enum_unaffected(pair: SchemaPair, fits: Callable[[Any], bool]) -> bool:
+    """Whether the schemas only admit enum values, each of which both the old and the new constraint admit."""
+    old_values, new_values = enum(pair.old), enum(pair.new)
+    if new_values is None:
+        return False
+    return all(fits(v) for v in [*(old_values or []), *new_values])
+
+
+def _fits_count(value: Any, keyword: str, *limits: float | None) -> bool:
+    kind = list if keyword.endswith("Items") else str
+    if not isinstance(value, kind):
+        return True
+    size = len(value)
+    return all(limit is None or (size <= limit if keyword.startswith("max") else size >= limit) for limit in limits)
+
+
+def _fits_bound(value: Any, old: Bound | None, new: Bound | None, is_lower: bool) -> bool:
+    if number(value) is None:
+        return True
+    for bound in (old, new):
+        if bound is None:
+            continue
+        limit, exclusive = bound
+        if is_lower and (value < limit or exclusive and value == limit):
+            return False
+        if not is_lower and (value > limit or exclusive and value == limit):
+            return False
+    return True
 
 
 def _compare(pair: SchemaPair, changes: Changes, old: float | None, new: float | None) -> Iterator[Finding]:

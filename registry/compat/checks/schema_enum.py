@@ -14,13 +14,13 @@ ENUM_VALUE_REMOVED = per_context("enum values {values} removed", {
     "response-body-enum-value-removed": "INFO", "event-enum-value-removed": ("ERR", "INFO")})
 ENUM_VALUE_ADDED = per_context("enum values {values} added", {
     "request-body-enum-value-added": "INFO", "request-parameter-enum-value-added": "INFO",
-    "response-body-enum-value-added": "WARN", "event-enum-value-added": ("INFO", "WARN")})
+    "response-body-enum-value-added": "WARN", "event-enum-value-added": ("INFO", "ERR")})
 ENUM_ADDED = per_context("values restricted to the enum {values}", {
     "request-body-enum-added": "ERR", "request-parameter-enum-added": "ERR",
     "response-body-enum-added": "INFO", "event-enum-added": ("ERR", "INFO")})
 ENUM_REMOVED = per_context("enum {values} no longer restricts the values", {
     "request-body-enum-removed": "INFO", "request-parameter-enum-removed": "INFO",
-    "response-body-enum-removed": "WARN", "event-enum-removed": ("INFO", "WARN")})
+    "response-body-enum-removed": "WARN", "event-enum-removed": ("INFO", "ERR")})
 RULES = declared(ENUM_VALUE_REMOVED, ENUM_VALUE_ADDED, ENUM_ADDED, ENUM_REMOVED)
 
 

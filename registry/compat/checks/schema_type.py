@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from registry.compat.checks import declared, per_context, schema_finding, show
 from registry.compat.model import Finding
 from registry.compat.structure import ApiDiff
-from registry.compat.views import types
+from registry.compat.views import implied_types
 
 TYPE_CHANGED = per_context("type changed from {old} to {new}", {
     "request-body-type-changed": "ERR", "request-parameter-type-changed": "ERR",
@@ -36,14 +36,14 @@ _WIDER = {"integer": {"number"}}
 
 def check(diff: ApiDiff) -> Iterator[Finding]:
     for pair in diff.schema_pairs:
-        old, new = types(pair.old), types(pair.new)
-        if old != new and old:
-            widened = not new or all(t in new or _WIDER.get(t, set()) & new for t in old)
-            narrowed = bool(new) and all(t in old or _WIDER.get(t, set()) & old for t in new)
+        # a schema without `type` whose keywords only apply to one type is read as that type: adding
+        # `type: object` next to `properties` changes nothing in practice
+        old, new = implied_types(pair.old), implied_types(pair.new)
+        if old != new:
+            widened = not new or bool(old) and all(t in new or _WIDER.get(t, set()) & new for t in old)
+            narrowed = not old or bool(new) and all(t in old or _WIDER.get(t, set()) & old for t in new)
             change = TYPE_GENERALIZED if widened else TYPE_NARROWED if narrowed else TYPE_CHANGED
-            yield from schema_finding(pair, change, old=show(old), new=show(new) if new else "any")
-        elif not old and new:
-            yield from schema_finding(pair, TYPE_CHANGED, old="any", new=show(new))
+            yield from schema_finding(pair, change, old=show(old) if old else "any", new=show(new) if new else "any")
         old_format, new_format = pair.old.get("format"), pair.new.get("format")
         if old_format != new_format:
             if old_format is None:
