@@ -62,6 +62,15 @@ def render(fixtures: Mapping[str, tuple[str, str]]) -> str:
         "uses the first level, FORWARD the second, FULL the worse of the two, NONE reports everything as INFO.",
         "Each example is the rule's test fixture, as a diff from the old document to the new one.",
         "",
+        "How levels are chosen: a request (the client writes, the server reads) breaks when the contract admits",
+        "less than before, so tightening is ERR and loosening INFO; a response (the server writes, the client",
+        "reads) breaks when it may carry what a client did not expect, so loosening is WARN (ERR where a client",
+        "cannot cope, such as a new type or null) and tightening INFO. Constraints count by their effect, not",
+        "their presence: `minLength: 0`, a bound an enum's values all satisfy, a `maximum` an int32 format or an",
+        "`exclusiveMaximum` already implies, a `maxLength` an anchored pattern already implies, or `type: object`",
+        "added beside `properties` change nothing and are not reported. Where a level is a judgement call, the",
+        "rule says why.",
+        "",
     ]
     for title, prefixes in _SECTIONS:
         rules = [r for r in RULES_LIST if r.id.startswith(prefixes)]
@@ -69,6 +78,8 @@ def render(fixtures: Mapping[str, tuple[str, str]]) -> str:
         for rule in rules:
             level = f"{rule.level} / {rule.forward} (backward / forward)" if rule.forward else rule.level
             out += [f"### `{rule.id}`", "", f"{level} · direction: {rule.direction} · message: “{rule.message}”", ""]
+            if rule.why:
+                out += [f"Why this level: {rule.why}", ""]
             snippet = example(*fixtures[rule.id]) if rule.id in fixtures else ""
             if snippet:
                 out += ["```diff", snippet, "```", ""]

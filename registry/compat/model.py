@@ -42,6 +42,8 @@ class Rule(msgspec.Struct, frozen=True):
     message: str
     forward: Level | None = None
     """Event rules only: the level in FORWARD mode (`level` is the BACKWARD one)."""
+    why: str = ""
+    """Why the rule has its level, where that is a judgement call (shown in docs/rules.md)."""
 
 
 class Report(msgspec.Struct, kw_only=True):

@@ -14,9 +14,15 @@ _SEMVER = re.compile(
     r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?$"
 )
 BUMP_TOO_SMALL = Rule("semver-bump-too-small", "ERR", "none",
-                      "version {proposed} is a {actual} bump; the changes need a {required} bump")
+                      "version {proposed} is a {actual} bump; the changes need a {required} bump",
+                      why="Fires only for a breaking change (an ERR finding) released without a major bump: "
+                          "clients pinned to the major would receive it. The registry refuses such a proposal.")
 MINOR_BUMP_MISSING = Rule("semver-minor-bump-missing", "INFO", "none",
-                          "version {proposed} is a {actual} bump; compatible additions suggest a {required} bump")
+                          "version {proposed} is a {actual} bump; compatible additions suggest a {required} bump",
+                          why="A compatible change (an operation or optional field added) released as a patch, "
+                              "or under the same version, breaks nobody; the version is bookkeeping. INFO by "
+                              "default so that `--fail-on` decides on compatibility; `--minor-bump-level` (CLI) "
+                              "or `minor_bump_level` raises it. Documentation-only changes need no bump at all.")
 RULES = [BUMP_TOO_SMALL, MINOR_BUMP_MISSING]
 BUMPS: tuple[Bump, ...] = ("none", "patch", "minor", "major")
 NO_BUMP = frozenset({DOCUMENTATION_CHANGED.id})

@@ -79,7 +79,7 @@ class SchemaPair:
     shared by many places is compared once; `places` lists every (operation, location) it sits at.
     """
 
-    __slots__ = ("context", "old", "new", "old_30", "new_30", "alternatives", "children", "places")
+    __slots__ = ("context", "old", "new", "old_30", "new_30", "alternatives", "children", "places", "shown")
 
     def __init__(self, context: str, old: dict[str, Any], new: dict[str, Any], old_30: bool, new_30: bool) -> None:
         self.context = context  # request-body | request-parameter | response-body | event
@@ -91,6 +91,7 @@ class SchemaPair:
         self.alternatives: dict[str, tuple[list[int], list[int]]] = {}
         self.children: list[tuple[str, SchemaPair]] | None = None  # (path step, pair), made on first use
         self.places: list[tuple[str, str]] = []  # (operation, location)
+        self.shown: set[str] = set()  # property names the old document's examples show at one of the places
 
     @property
     def operation(self) -> str:
@@ -167,29 +168,33 @@ class ApiDiff:
         return type(old) is type(new) and old == new if not _numbers(old, new) else old == new
 
     # -- schema pairs --------------------------------------------------------------------
-    def pair_schemas(self, context: str, operation: str, location: str, old: Any, new: Any) -> list[SchemaPair]:
+    def pair_schemas(self, context: str, operation: str, location: str, old: Any, new: Any,
+                     examples: list[Any] | None = None) -> list[SchemaPair]:
         """Every differing schema pair under (old, new), breadth first, each once with its shortest path.
 
         A pair already compared (under another operation, or elsewhere under this one) is not
-        compared again: it gains this place. Raises DiffTooLarge past `limits`.
+        compared again: it gains this place. `examples` are the old document's example values of
+        the root, followed down the same path. Raises DiffTooLarge past `limits`.
         """
         root = self._pair(context, old, new)
         if root is None:
             return []
         out: list[SchemaPair] = []
         seen = {id(root)}
-        queue: deque[tuple[str, SchemaPair]] = deque([("", root)])
+        queue: deque[tuple[str, SchemaPair, list[Any]]] = deque([("", root, examples or [])])
         while queue:
-            path, pair = queue.popleft()
+            path, pair, shown = queue.popleft()
             self._places += 1
             if self._places > self.limits.places:
                 raise DiffTooLarge(f"more than {self.limits.places:,} places where schemas differ")
             pair.places.append((operation, f"{location} {path or '/'}"))
+            shown = [*shown, *_own_examples(pair.old)]
+            pair.shown.update(name for value in shown if isinstance(value, dict) for name in value)
             out.append(pair)
             for step, child in self._children(pair):
                 if id(child) not in seen:
                     seen.add(id(child))
-                    queue.append((f"{path}/{step}", child))
+                    queue.append((f"{path}/{step}", child, _examples_below(shown, step) if shown else shown))
         return out
 
     def _children(self, pair: SchemaPair) -> list[tuple[str, SchemaPair]]:
@@ -350,8 +355,8 @@ class ApiDiff:
                 continue
             old_response, new_response = self.old.deref(old_responses[status]), self.new.deref(new_responses[status])
             for media, (old_media, new_media) in media_pairs(self, old_response, new_response).items():
-                self.pair_schemas("response-body", pair.key, f"response {status} {media}",
-                                  old_media.get("schema"), new_media.get("schema"))
+                self.pair_schemas("response-body", pair.key, f"response {status} {media}", old_media.get("schema"),
+                                  new_media.get("schema"), _media_examples(self.old, old_media))
 
 
 def parameter_pairs(diff: ApiDiff, pair: OperationPair) -> dict[tuple[str, str], tuple[dict, dict]]:
@@ -391,6 +396,34 @@ def _operations(document: Document) -> dict[tuple[str, str], tuple[str, str, str
                 key = (method, _TEMPLATE.sub("{}", path))
                 out[key] = (f"{method.upper()} {path}", method, path, operation, item)
     return out
+
+
+def _media_examples(document: Document, media: dict[str, Any]) -> list[Any]:
+    """The example values of a media type object (`example`, or each of `examples` with its `value`)."""
+    found = [media["example"]] if "example" in media else []
+    named = media.get("examples")
+    if isinstance(named, dict):
+        found += [example["value"] for example in map(document.deref, named.values())
+                  if isinstance(example, dict) and "value" in example]
+    return found
+
+
+def _own_examples(schema: dict[str, Any]) -> list[Any]:
+    examples = schema.get("examples")
+    return ([schema["example"]] if "example" in schema else []) + (examples if isinstance(examples, list) else [])
+
+
+def _examples_below(examples: list[Any], step: str) -> list[Any]:
+    """The example values one path step below (a property name, `[]`, `{*}`, a combinator alternative)."""
+    if step == "[]":
+        return [item for value in examples if isinstance(value, list) for item in value]
+    if step == "{*}":
+        return [item for value in examples if isinstance(value, dict) for item in value.values()]
+    if step == "!":
+        return []
+    if step.endswith("]") and step.startswith(COMBINATORS):
+        return examples
+    return [value[step] for value in examples if isinstance(value, dict) and step in value]
 
 
 def _keys(node: dict[str, Any], names: bool) -> set[str]:

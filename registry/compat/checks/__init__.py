@@ -18,7 +18,7 @@ _DIRECTIONS: dict[str, Direction] = {"request-body": "request", "request-paramet
                                      "response-body": "response", "event": "none"}
 
 
-def per_context(message: str, levels: dict[str, Level | tuple[Level, Level]]) -> dict[str, Rule]:
+def per_context(message: str, levels: dict[str, Level | tuple[Level, Level]], why: str = "") -> dict[str, Rule]:
     """One schema change's rules keyed by context, from rule id -> level ((BACKWARD, FORWARD) for `event-` ids).
 
     The context is the prefix the id starts with; a context without an id does not report the change.
@@ -27,7 +27,7 @@ def per_context(message: str, levels: dict[str, Level | tuple[Level, Level]]) ->
     for rule_id, level in levels.items():
         context = next(c for c in _DIRECTIONS if rule_id.startswith(f"{c}-"))
         backward, forward = level if isinstance(level, tuple) else (level, None)
-        rules[context] = Rule(rule_id, backward, _DIRECTIONS[context], message, forward)
+        rules[context] = Rule(rule_id, backward, _DIRECTIONS[context], message, forward, why)
     return rules
 
 

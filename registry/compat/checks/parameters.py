@@ -10,7 +10,10 @@ from registry.compat.structure import ApiDiff, parameters
 RULES = [
     Rule("request-parameter-added-required", "ERR", "request", "required parameter {name} added"),
     Rule("request-parameter-added-optional", "INFO", "request", "optional parameter {name} added"),
-    Rule("request-parameter-removed", "WARN", "request", "parameter {name} removed"),
+    Rule("request-parameter-removed", "WARN", "request", "parameter {name} removed",
+         why="Servers usually ignore a query parameter they do not know, so a client that still sends it "
+             "gets an answer, but no longer the behaviour it asked for (a filter, a page size): it may break "
+             "silently, not loudly. A removed path parameter changes the operation and is reported as such."),
     Rule("request-parameter-became-required", "ERR", "request", "parameter {name} became required"),
     Rule("request-parameter-became-optional", "INFO", "request", "parameter {name} became optional"),
     Rule("request-parameter-location-changed", "ERR", "request", "parameter {name} moved from {old} to {new}"),

@@ -14,13 +14,19 @@ ENUM_VALUE_REMOVED = per_context("enum values {values} removed", {
     "response-body-enum-value-removed": "INFO", "event-enum-value-removed": ("ERR", "INFO")})
 ENUM_VALUE_ADDED = per_context("enum values {values} added", {
     "request-body-enum-value-added": "INFO", "request-parameter-enum-value-added": "INFO",
-    "response-body-enum-value-added": "WARN", "event-enum-value-added": ("INFO", "ERR")})
+    "response-body-enum-value-added": "WARN", "event-enum-value-added": ("INFO", "ERR")},
+    why="A response value a client does not know may break its switch statement, but well-written clients "
+        "have a default branch: WARN. Events under FORWARD are ERR: a consumer on the old schema validates "
+        "and rejects data written with the new value, which is what forward compatibility forbids "
+        "(Confluent's semantics). There is no lenient switch: a consumer that tolerates unknown values should "
+        "not list them in an enum, and NONE mode remains for a stream that accepts anything.")
 ENUM_ADDED = per_context("values restricted to the enum {values}", {
     "request-body-enum-added": "ERR", "request-parameter-enum-added": "ERR",
     "response-body-enum-added": "INFO", "event-enum-added": ("ERR", "INFO")})
 ENUM_REMOVED = per_context("enum {values} no longer restricts the values", {
     "request-body-enum-removed": "INFO", "request-parameter-enum-removed": "INFO",
-    "response-body-enum-removed": "WARN", "event-enum-removed": ("INFO", "ERR")})
+    "response-body-enum-removed": "WARN", "event-enum-removed": ("INFO", "ERR")},
+    why="The enum as a whole dropped: as for a value added, old consumers of an event reject the new values.")
 RULES = declared(ENUM_VALUE_REMOVED, ENUM_VALUE_ADDED, ENUM_ADDED, ENUM_REMOVED)
 
 

@@ -23,16 +23,24 @@ PATTERN_REMOVED = per_context("pattern {old} removed", {
     "response-body-pattern-removed": "WARN", "event-pattern-removed": ("INFO", "WARN")})
 PATTERN_CHANGED = per_context("pattern changed from {old} to {new} (not judged: {why})", {
     "request-body-pattern-changed": "WARN", "request-parameter-pattern-changed": "WARN",
-    "response-body-pattern-changed": "WARN", "event-pattern-changed": ("WARN", "WARN")})
+    "response-body-pattern-changed": "WARN", "event-pattern-changed": ("WARN", "WARN")},
+    why="No verdict: a regex Python cannot read (such as ECMA's `\\p{L}`) cannot be sampled, and one diff "
+        "samples at most 12 distinct pattern pairs. It may narrow or widen: WARN.")
 PATTERN_NARROWED = per_context("pattern {old} narrowed to {new}: {example} no longer matches", {
     "request-body-pattern-narrowed": "ERR", "request-parameter-pattern-narrowed": "ERR",
-    "response-body-pattern-narrowed": "INFO", "event-pattern-narrowed": ("ERR", "INFO")})
+    "response-body-pattern-narrowed": "INFO", "event-pattern-narrowed": ("ERR", "INFO")},
+    why="Sampling found a string the old pattern accepted and the new one refuses: a request that was valid "
+        "is now refused (ERR, like a pattern added).")
 PATTERN_WIDENED = per_context("pattern {old} widened to {new}: {example} now matches", {
     "request-body-pattern-widened": "INFO", "request-parameter-pattern-widened": "INFO",
-    "response-body-pattern-widened": "WARN", "event-pattern-widened": ("INFO", "ERR")})
+    "response-body-pattern-widened": "WARN", "event-pattern-widened": ("INFO", "ERR")},
+    why="A response value may now take a form a client's parser did not expect: WARN, no worse than removing "
+        "the pattern. FORWARD event readers on the old schema refuse such data: ERR.")
 PATTERN_EQUIVALENT = per_context("pattern {old} rewritten as {new}; samples of each match the other", {
     "request-body-pattern-equivalent": "INFO", "request-parameter-pattern-equivalent": "INFO",
-    "response-body-pattern-equivalent": "INFO", "event-pattern-equivalent": ("INFO", "INFO")})
+    "response-body-pattern-equivalent": "INFO", "event-pattern-equivalent": ("INFO", "INFO")},
+    why="Samples of each pattern all match the other: evidence, not proof, that the rewrite admits the same "
+        "strings (`[0-9]` and `\\d` in ASCII, as ECMA reads `\\d`).")
 MULTIPLE_OF_ADDED = per_context("multipleOf {new} added", {
     "request-body-multiple-of-added": "ERR", "request-parameter-multiple-of-added": "ERR",
     "response-body-multiple-of-added": "INFO", "event-multiple-of-added": ("ERR", "INFO")})

@@ -24,7 +24,16 @@ REQUIRED_PROPERTY_REMOVED = per_context("required property {name} removed", {
     "response-body-required-property-removed": "ERR"})
 OPTIONAL_PROPERTY_REMOVED = per_context("optional property {name} removed", {
     "request-body-optional-property-removed": "WARN", "request-parameter-optional-property-removed": "WARN",
-    "response-body-optional-property-removed": "WARN"})
+    "response-body-optional-property-removed": "WARN"},
+    why="A response may always omit an optional property, so a client that handles its absence keeps working; "
+        "but a renamed field looks exactly like this, and clients read what they see, so it is a warning. A "
+        "request that still sends the property is accepted by an open schema and refused by a closed one (the "
+        "closing is its own ERR rule). When the old examples showed the property, it is "
+        "`response-body-shown-property-removed` (ERR).")
+SHOWN_PROPERTY_REMOVED = per_context("optional property {name} removed; the old examples showed it", {
+    "response-body-shown-property-removed": "ERR"},
+    why="Clients are written against the examples: a property every documented response carried is read as "
+        "always present, whatever `required` says, so removing (or renaming) it breaks them.")
 PROPERTY_BECAME_REQUIRED = per_context("property {name} became required", {
     "request-body-property-became-required": "ERR", "request-parameter-property-became-required": "ERR",
     "response-body-property-became-required": "INFO", "event-property-became-required": ("ERR", "INFO")})
@@ -32,7 +41,7 @@ PROPERTY_BECAME_OPTIONAL = per_context("property {name} became optional", {
     "request-body-property-became-optional": "INFO", "request-parameter-property-became-optional": "INFO",
     "response-body-property-became-optional": "ERR", "event-property-became-optional": ("INFO", "ERR")})
 RULES = declared(REQUIRED_PROPERTY_ADDED, OPTIONAL_PROPERTY_ADDED, REQUIRED_PROPERTY_REMOVED,
-                 OPTIONAL_PROPERTY_REMOVED, PROPERTY_BECAME_REQUIRED, PROPERTY_BECAME_OPTIONAL)
+                 OPTIONAL_PROPERTY_REMOVED, SHOWN_PROPERTY_REMOVED, PROPERTY_BECAME_REQUIRED, PROPERTY_BECAME_OPTIONAL)
 
 
 def check(diff: ApiDiff) -> Iterator[Finding]:
@@ -43,7 +52,9 @@ def check(diff: ApiDiff) -> Iterator[Finding]:
             change = REQUIRED_PROPERTY_ADDED if name in new_required else OPTIONAL_PROPERTY_ADDED
             yield from schema_finding(pair, change, name=name)
         for name in old_props.keys() - new_props.keys():
-            change = REQUIRED_PROPERTY_REMOVED if name in old_required else OPTIONAL_PROPERTY_REMOVED
+            change = REQUIRED_PROPERTY_REMOVED if name in old_required else \
+                SHOWN_PROPERTY_REMOVED if name in pair.shown and pair.context == "response-body" else \
+                OPTIONAL_PROPERTY_REMOVED
             yield from schema_finding(pair, change, name=name)
         for name in sorted(old_props.keys() & new_props.keys()):
             if name in new_required and name not in old_required:

@@ -17,7 +17,10 @@ TYPE_GENERALIZED = per_context("type widened from {old} to {new}", {
     "response-body-type-generalized": "ERR", "event-type-generalized": ("INFO", "ERR")})
 TYPE_NARROWED = per_context("type narrowed from {old} to {new}", {
     "request-body-type-narrowed": "ERR", "request-parameter-type-narrowed": "ERR",
-    "response-body-type-narrowed": "INFO", "event-type-narrowed": ("ERR", "INFO")})
+    "response-body-type-narrowed": "INFO", "event-type-narrowed": ("ERR", "INFO")},
+    why="A schema without `type` gaining one is a narrowing from any type. A schema whose keywords only apply "
+        "to one type (`properties`, `required` for objects; `items` for arrays; enum values all of one type) "
+        "is read as that type, so adding `type: object` beside `properties` is no change at all.")
 FORMAT_ADDED = per_context("format {new} added", {
     "request-body-format-added": "WARN", "request-parameter-format-added": "WARN",
     "response-body-format-added": "INFO", "event-format-added": ("WARN", "INFO")})
