@@ -22,7 +22,7 @@ def diff_openapi(old: dict[str, Any], new: dict[str, Any], *, today: date | None
     Raises DiffTooLarge when the documents would take more than `limits` to compare.
     """
     diff = ApiDiff(old, new, today=today, limits=limits)
-    findings = [finding for check in CHECKS for finding in check(diff)]
+    findings = (finding for check in CHECKS for finding in check(diff))  # counted against limits as they come
     return build_report(findings, _version(old), _version(new), minor_bump_level=minor_bump_level, limits=limits)
 
 
@@ -43,12 +43,12 @@ def build_report(findings: Iterable[Finding], old_version: str | None, new_versi
     ordered = sorted(changes.values(), key=lambda c: (-severity(c.level), c.operation, c.location, c.id))
     required = semver.required_bump(ordered)
     proposed = semver.proposed_bump(old_version, new_version)
-    rule = semver.verdict(required, proposed)
-    if rule is not None:
-        level = rule.level if rule is semver.BUMP_TOO_SMALL else minor_bump_level
+    bump_rule = semver.verdict(required, proposed)
+    if bump_rule is not None:
+        level = bump_rule.level if bump_rule is semver.BUMP_TOO_SMALL else minor_bump_level
         ordered.insert(0, Change(
-            id=rule.id, level=level, direction=rule.direction, operation="", location="info.version",
-            message=rule.message.format(proposed=new_version, actual=proposed, required=required)))
+            id=bump_rule.id, level=level, direction=bump_rule.direction, operation="", location="info.version",
+            message=bump_rule.message.format(proposed=new_version, actual=proposed, required=required)))
         ordered.sort(key=lambda c: -severity(c.level))  # stable: the verdict leads its level
     summary: dict[str, int] = {level: sum(1 for c in ordered if c.level == level) for level in reversed(LEVELS)}
     summary["total"] = len(ordered)

@@ -12,7 +12,7 @@ Properties added or removed are judged by the content model they change, as Conf
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 from registry.compat import engine
@@ -51,6 +51,14 @@ def level_for(mode: str) -> Any:
     return level
 
 
+def _findings(olds: Sequence[dict[str, Any]], new: dict[str, Any], required_with_default: RequiredWithDefault,
+              limits: Limits) -> Iterator[Finding]:
+    for old in olds:
+        diff = EventDiff(old, new, limits)
+        yield from (finding for check in engine.CHECKS for finding in check(diff))
+        yield from event_content_model.check(diff, required_with_default=required_with_default)
+
+
 def diff_event_schemas(history: Sequence[dict[str, Any]], new: dict[str, Any], *, mode: str = "BACKWARD",
                        required_with_default: RequiredWithDefault = "compatible",
                        old_version: str | None = None, new_version: str | None = None,
@@ -63,11 +71,6 @@ def diff_event_schemas(history: Sequence[dict[str, Any]], new: dict[str, Any], *
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}")
     olds = history if mode.endswith("_TRANSITIVE") else history[-1:]
-    findings: list[Finding] = []
-    for old in olds:
-        diff = EventDiff(old, new, limits)
-        findings += [finding for check in engine.CHECKS for finding in check(diff)]
-        findings += event_content_model.check(diff, required_with_default=required_with_default)
-    return engine.build_report(findings, old_version, new_version, level_of=level_for(mode),
+    return engine.build_report(_findings(olds, new, required_with_default, limits), old_version, new_version, level_of=level_for(mode),
                                minor_bump_level=minor_bump_level, limits=limits)
 

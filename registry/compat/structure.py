@@ -268,6 +268,12 @@ class ApiDiff:
                 old, new = (old, wrapped) if side is old else (wrapped, new)
         return old, new
 
+    def merged(self, pair: SchemaPair) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Both schemas of a pair with their `allOf` members merged in (the tightest of each limit)."""
+        old = self._flat(self.old, pair.old) if "allOf" in pair.old else pair.old
+        new = self._flat(self.new, pair.new) if "allOf" in pair.new else pair.new
+        return old, new
+
     def _memo(self, key: Any, make: Any) -> Any:
         # synthetic schemas are made once, so that identity-based memos and cycle checks hold
         if key not in self._synthetic:

@@ -56,10 +56,18 @@ def test_text_is_coloured_on_request() -> None:
     assert "\033[" not in govgate_diff(*pair("request-body-type-changed")).stdout
 
 
-def test_event_schemas_take_a_mode() -> None:
+def test_event_schemas_take_a_mode_in_any_case() -> None:
     old, new = pair("event-optional-property-added-closed-model")
     assert govgate_diff(old, new, "--mode", "BACKWARD").returncode == 0
     assert govgate_diff(old, new, "--mode", "FORWARD").returncode == 1
+    assert govgate_diff(old, new, "--mode", "backward").returncode == 0
+    assert govgate_diff(old, new, "--mode", "forward").returncode == 1
+
+
+def test_a_missing_minor_bump_fails_only_at_the_level_asked_for() -> None:
+    old, new = pair("semver-minor-bump-missing")  # an operation added in a patch release
+    assert govgate_diff(old, new).returncode == 0
+    assert govgate_diff(old, new, "--minor-bump-level", "ERR").returncode == 1
 
 
 def test_unreadable_input_exits_2(tmp_path: Path) -> None:

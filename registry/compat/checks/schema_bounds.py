@@ -119,19 +119,20 @@ _FORMAT_RANGES = {"int32": (-2**31, 2**31 - 1), "int64": (-2**63, 2**63 - 1)}
 
 def check(diff: ApiDiff) -> Iterator[Finding]:
     for pair in diff.schema_pairs:
-        yield from _numeric(pair)
-        same_pattern = pair.old.get("pattern") == pair.new.get("pattern")
+        old_schema, new_schema = diff.merged(pair)  # every allOf member's limit applies too
+        yield from _numeric(pair, old_schema, new_schema)
+        same_pattern = old_schema.get("pattern") == new_schema.get("pattern")
         for keyword, changes in _COUNTS:
-            old, new = _count(pair.old, keyword, same_pattern), _count(pair.new, keyword, same_pattern)
+            old, new = _count(old_schema, keyword, same_pattern), _count(new_schema, keyword, same_pattern)
             if old != new and not _enum_unaffected(pair, lambda v: _fits_count(v, keyword, old, new)):
                 yield from _compare(pair, changes, old, new)
 
 
-def _numeric(pair: SchemaPair) -> Iterator[Finding]:
-    same_format = pair.old.get("format") == pair.new.get("format")
+def _numeric(pair: SchemaPair, old_schema: dict[str, Any], new_schema: dict[str, Any]) -> Iterator[Finding]:
+    same_format = old_schema.get("format") == new_schema.get("format")
     for reader, tighter, (added, removed, tightened, loosened) in _NUMERIC:
-        old = _effective_bound(pair.old, reader(pair.old, pair.old_30), reader is lower, same_format)
-        new = _effective_bound(pair.new, reader(pair.new, pair.new_30), reader is lower, same_format)
+        old = _effective_bound(old_schema, reader(old_schema, pair.old_30), reader is lower, same_format)
+        new = _effective_bound(new_schema, reader(new_schema, pair.new_30), reader is lower, same_format)
         if old == new or _enum_unaffected(pair, lambda v: _fits_bound(v, old, new, reader is lower)):
             continue
         if old is None and new is not None:
@@ -153,12 +154,12 @@ def _effective_bound(schema: dict[str, Any], bound: Bound | None, is_lower: bool
             bound = (math.floor(value) + 1 if exclusive else math.ceil(value), False)
         else:
             bound = (math.ceil(value) - 1 if exclusive else math.floor(value), False)
-    limits = _FORMAT_RANGES.get(schema.get("format")) if same_format else None
+    limits = _FORMAT_RANGES.get(str(schema.get("format"))) if same_format else None
     if limits is None:
         return bound
     implied: Bound = (limits[0] if is_lower else limits[1], False)
     if bound is None:
-        return None  # the format alone: unchanged on both sides, so no change to report
+        return implied
     return (max(bound[0], implied[0]), False) if is_lower else (min(bound[0], implied[0]), False)
 
 
@@ -171,7 +172,7 @@ def _count(schema: dict[str, Any], keyword: str, same_pattern: bool) -> float | 
         shortest, longest = pattern_lengths(schema.get("pattern"))
         if keyword == "maxLength" and longest is not None and longest <= value:
             value = None  # the pattern already allows no longer strings
-        if keyword == "minLength" and value <= shortest:
+        if keyword == "minLength" and value is not None and value <= shortest:
             value = None  # the pattern already allows no shorter strings
     return value
 
@@ -195,7 +196,7 @@ def pattern_lengths(pattern: Any) -> tuple[int, int | None]:
 
 
 def _parse_regex(pattern: str) -> Any:
-    import re._parser as sre_parse  # type: ignore[import-not-found]  # the parser behind re, public since 2001
+    import re._parser as sre_parse  # the parser behind re (sre_parse before 3.11)
 
     return sre_parse.parse(pattern)
 
