@@ -24,6 +24,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m tests.bench.run
 	$(PY) -m tests.bench.diff_large
+	$(PY) -m tests.bench.diff_sizes
 	$(PY) -m tests.bench.events
 
 clean:

@@ -25,7 +25,7 @@ PATTERN_CHANGED = per_context("pattern changed from {old} to {new} (not judged: 
     "request-body-pattern-changed": "WARN", "request-parameter-pattern-changed": "WARN",
     "response-body-pattern-changed": "WARN", "event-pattern-changed": ("WARN", "WARN")},
     why="No verdict: a regex Python cannot read (such as ECMA's `\\p{L}`) cannot be sampled, and one diff "
-        "samples at most 12 distinct pattern pairs. It may narrow or widen: WARN.")
+        f"samples at most {patterns.BUDGET} distinct pattern pairs. It may narrow or widen: WARN.")
 PATTERN_NARROWED = per_context("pattern {old} narrowed to {new}: {example} no longer matches", {
     "request-body-pattern-narrowed": "ERR", "request-parameter-pattern-narrowed": "ERR",
     "response-body-pattern-narrowed": "INFO", "event-pattern-narrowed": ("ERR", "INFO")},

@@ -159,6 +159,21 @@ def test_the_commit_sha_pattern_github_narrowed_is_err_for_requests() -> None:
         ("request-body-pattern-narrowed", "ERR")]
 
 
+def test_patterns_past_the_sampling_budget_stay_undecided() -> None:
+    from registry.compat import patterns
+
+    count = patterns.BUDGET + 2
+    def doc(suffix: str) -> dict[str, Any]:
+        fields = {f"f{i}": {"type": "string", "pattern": f"^[a-z]{{{i + 1}}}{suffix}$"} for i in range(count)}
+        return api("1.0.0", body({"type": "object", "properties": fields}, response=False))
+
+    report = diff_openapi(doc(""), doc("[0-9]"))
+    judged = [c for c in report.changes if c.id == "request-body-pattern-narrowed"]
+    undecided = [c for c in report.changes if c.id == "request-body-pattern-changed"]
+    assert len(judged) == patterns.BUDGET and len(undecided) == 2
+    assert all(f"more than {patterns.BUDGET} changed patterns" in c.message for c in undecided)
+
+
 # -- 6, 7. event modes ---------------------------------------------------------------------------------
 def test_modes_are_read_in_any_case_and_forward_refuses_a_new_enum_value() -> None:
     old = {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
