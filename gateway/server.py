@@ -22,6 +22,7 @@ def serve(config: GatewayConfig) -> None:
     else:
         from granian import Granian
         from granian.constants import Interfaces
+        from granian.log import LogLevels
 
         Granian("gateway.app:from_environment", factory=True, address=config.host, port=config.port,
-                interface=Interfaces.ASGI, workers=1, log_level=config.log_level, backlog=2048).serve()
+                interface=Interfaces.ASGI, workers=1, log_level=LogLevels(config.log_level), backlog=2048).serve()

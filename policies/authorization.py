@@ -33,7 +33,7 @@ class AuthorizationPolicy(Policy):
         self.major = major
         # alternatives of scope sets; an empty requirement (or an empty alternative) needs no scope
         alternatives = [frozenset(s for scopes in alt.values() for s in scopes or []) for alt in requirement or []]
-        self.alternatives = alternatives or [frozenset()]
+        self.alternatives: list[frozenset[str]] = alternatives or [frozenset()]
 
     def on_request(self, ctx: RequestContext) -> None:
         caller = ctx.consumer
@@ -42,7 +42,8 @@ class AuthorizationPolicy(Policy):
         if self.config.subscriptions and not caller.subscribed(self.contract, self.major):
             raise NOT_SUBSCRIBED(f"consumer {caller.id!r} is not subscribed to {self.contract} v{self.major}")
         if self.config.scopes and not any(needed <= caller.scopes for needed in self.alternatives):
-            wanted = " ".join(sorted(min(self.alternatives, key=len)))
+            fewest = min(self.alternatives, key=len)
+            wanted = " ".join(sorted(fewest))
             raise INSUFFICIENT_SCOPE(f"this operation needs the scopes: {wanted}",
                                      headers={"WWW-Authenticate": f'Bearer realm="govgate", '
                                                                   f'error="insufficient_scope", scope="{wanted}"'})
