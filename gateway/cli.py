@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import traceback
 from pathlib import Path
 
 import msgspec
@@ -29,8 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     diff = commands.add_parser(
         "diff", help="compare two contract documents and report breaking changes",
         description="Compare two OpenAPI 3.0/3.1 documents (or two JSON Schemas of an event) offline. "
-                    "Exit 0: nothing at or above --fail-on; 1: something is; 2: input unreadable, or too "
-                    "large to compare within the engine's limits.")
+                    "Exit 0: nothing at or above --fail-on; 1: something is; 2: input refused (unreadable, "
+                    "or too large to compare within the engine's limits); 3: internal error (a bug, with its "
+                    "traceback on stderr), never a verdict.")
     diff.add_argument("old", type=Path, help="the published (old) document, YAML or JSON")
     diff.add_argument("new", type=Path, help="the proposed (new) document, YAML or JSON")
     diff.add_argument("--format", choices=sorted(FORMATS), default="text", help="output format (default text)")
@@ -111,7 +113,7 @@ def _issue_token(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from registry.compat.engine import DiffTooLarge, diff_openapi
+    from registry.compat.engine import CheckFailed, DiffTooLarge, diff_openapi
     from registry.compat.events import diff_event_schemas
     from registry.documents import load_file
     from registry.errors import InvalidDocument
@@ -135,6 +137,11 @@ def _diff(args: argparse.Namespace) -> int:
     except DiffTooLarge as exc:
         print(f"govgate diff: refused: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - a bug must not read as a verdict (exit 1) in CI
+        traceback.print_exc()
+        what = str(exc) if isinstance(exc, CheckFailed) else f"{type(exc).__name__}: {exc}"
+        print(f"govgate diff: internal error, not a verdict: {what}", file=sys.stderr)
+        return 3
     formatter = FORMATS[args.format]
     if args.format == "text":
         colour = args.colour == "always" or (args.colour == "auto" and sys.stdout.isatty())

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date
 from typing import Any
 
@@ -12,7 +13,28 @@ from registry.compat.rules import CHECK_MODULES, RULES
 from registry.compat.structure import ApiDiff, DiffTooLarge, Limits
 
 CHECKS = [module.check for module in CHECK_MODULES]
-__all__ = ["DiffTooLarge", "Limits", "build_report", "diff_openapi"]
+__all__ = ["CheckFailed", "DiffTooLarge", "Limits", "build_report", "diff_openapi", "run_checks"]
+
+
+class CheckFailed(Exception):
+    """A check raised: an internal error of the engine (a bug), never to be read as a verdict."""
+
+    def __init__(self, check: Callable[..., Any]) -> None:
+        module = sys.modules[check.__module__]
+        rules = [rule.id for rule in getattr(module, "RULES", [])]
+        shown = ", ".join(rules[:3]) + (f" and {len(rules) - 3} more" if len(rules) > 3 else "")
+        super().__init__(f"the check {module.__name__} ({shown}) failed")
+
+
+def run_checks(checks: Iterable[Callable[..., Iterable[Finding]]], diff: ApiDiff, **options: Any) -> Iterator[Finding]:
+    """Every finding of every check; a check that raises becomes CheckFailed naming it and its rules."""
+    for check in checks:
+        try:
+            yield from check(diff, **options)
+        except DiffTooLarge:
+            raise
+        except Exception as exc:
+            raise CheckFailed(check) from exc
 
 
 def diff_openapi(old: dict[str, Any], new: dict[str, Any], *, today: date | None = None,
@@ -22,7 +44,7 @@ def diff_openapi(old: dict[str, Any], new: dict[str, Any], *, today: date | None
     Raises DiffTooLarge when the documents would take more than `limits` to compare.
     """
     diff = ApiDiff(old, new, today=today, limits=limits)
-    findings = (finding for check in CHECKS for finding in check(diff))  # counted against limits as they come
+    findings = run_checks(CHECKS, diff)  # counted against the limits as they come
     return build_report(findings, _version(old), _version(new), minor_bump_level=minor_bump_level, limits=limits)
 
 

@@ -55,8 +55,8 @@ def _findings(olds: Sequence[dict[str, Any]], new: dict[str, Any], required_with
               limits: Limits) -> Iterator[Finding]:
     for old in olds:
         diff = EventDiff(old, new, limits)
-        yield from (finding for check in engine.CHECKS for finding in check(diff))
-        yield from event_content_model.check(diff, required_with_default=required_with_default)
+        yield from engine.run_checks(engine.CHECKS, diff)
+        yield from engine.run_checks([event_content_model.check], diff, required_with_default=required_with_default)
 
 
 def diff_event_schemas(history: Sequence[dict[str, Any]], new: dict[str, Any], *, mode: str = "BACKWARD",

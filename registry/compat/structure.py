@@ -355,7 +355,7 @@ class ApiDiff:
         for media, (old_media, new_media) in media_pairs(self, old_body, new_body).items():
             self.pair_schemas("request-body", pair.key, f"request body {media}", old_media.get("schema"),
                               new_media.get("schema"))
-        old_responses, new_responses = pair.old.get("responses") or {}, pair.new.get("responses") or {}
+        old_responses, new_responses = responses(pair.old), responses(pair.new)
         for status in old_responses:
             if status not in new_responses:
                 continue
@@ -363,6 +363,12 @@ class ApiDiff:
             for media, (old_media, new_media) in media_pairs(self, old_response, new_response).items():
                 self.pair_schemas("response-body", pair.key, f"response {status} {media}", old_media.get("schema"),
                                   new_media.get("schema"), _media_examples(self.old, old_media))
+
+
+def responses(operation: dict[str, Any]) -> dict[str, Any]:
+    """An operation's responses keyed by status as text (YAML reads an unquoted `200:` as an integer)."""
+    found = operation.get("responses")
+    return {str(status): response for status, response in found.items()} if isinstance(found, dict) else {}
 
 
 def parameter_pairs(diff: ApiDiff, pair: OperationPair) -> dict[tuple[str, str], tuple[dict, dict]]:

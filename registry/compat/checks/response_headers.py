@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from registry.compat.model import Finding, Rule
-from registry.compat.structure import ApiDiff
+from registry.compat.structure import ApiDiff, responses
 
 RULES = [
     Rule("response-required-header-removed", "ERR", "response", "required response header {name} removed"),
@@ -17,7 +17,7 @@ RULES = [
 
 def check(diff: ApiDiff) -> Iterator[Finding]:
     for pair in diff.operations:
-        old_responses, new_responses = pair.old.get("responses") or {}, pair.new.get("responses") or {}
+        old_responses, new_responses = responses(pair.old), responses(pair.new)
         for status in sorted(old_responses.keys() & new_responses.keys()):
             old = _headers(diff.old.deref(old_responses[status]), diff.old)
             new = _headers(diff.new.deref(new_responses[status]), diff.new)

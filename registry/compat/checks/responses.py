@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from registry.compat.model import Finding, Rule
-from registry.compat.structure import ApiDiff
+from registry.compat.structure import ApiDiff, responses
 
 RULES = [
     Rule("response-success-status-removed", "ERR", "response", "success response {status} removed"),
@@ -23,7 +23,7 @@ def _success(status: str) -> bool:
 
 def check(diff: ApiDiff) -> Iterator[Finding]:
     for pair in diff.operations:
-        old, new = pair.old.get("responses") or {}, pair.new.get("responses") or {}
+        old, new = responses(pair.old), responses(pair.new)
         for status in sorted(old.keys() - new.keys()):
             rule = "response-success-status-removed" if _success(status) else "response-non-success-status-removed"
             yield Finding(rule, pair.key, f"response {status}", {"status": status})
