@@ -130,6 +130,8 @@ class ApiDiff:
         self.today = today or date.today()
         self.limits = limits
         self._same: dict[tuple[int, int], bool] = {}
+        self._tentative: list[tuple[int, int]] = []  # equalities that rest on an open comparison
+        self._open = 0
         self._synthetic: dict[Any, tuple[Any]] = {}
         self._pairs: dict[tuple[str, int, int], SchemaPair | None] = {}
         self._places = 0
@@ -154,14 +156,28 @@ class ApiDiff:
             known = self._same.get(key)
             if known is not None:
                 return known
-            self._same[key] = True  # a cycle compares equal unless something else differs
+            # a cycle compares equal unless something else differs (the greatest fixed point): an
+            # equality found while a comparison is open may rest on that assumption, so it stays
+            # tentative until the outermost comparison ends, and is forgotten if an open one fails
+            self._same[key] = True
+            start = len(self._tentative)
+            self._open += 1
             keys_old, keys_new = _keys(old, names), _keys(new, names)
             # inside a name map every value is an object again; elsewhere a key says what its value is
             result = keys_old == keys_new and all(
                 self.same(old[k], new[k]) if names else
                 old[k] == new[k] if k in VALUE_KEYS else self.same(old[k], new[k], names=k in NAME_MAPS)
                 for k in keys_old)
+            self._open -= 1
             self._same[key] = result
+            if not result:  # a difference found under optimistic assumptions is certain
+                for assumed in self._tentative[start:]:
+                    self._same.pop(assumed, None)
+                del self._tentative[start:]
+            elif self._open:
+                self._tentative.append(key)
+            else:
+                self._tentative.clear()
             return result
         if isinstance(old, list) and isinstance(new, list):
             return len(old) == len(new) and all(self.same(a, b) for a, b in zip(old, new))

@@ -55,3 +55,33 @@ def test_every_fixture_diffs_against_its_neighbours_without_raising(kind: str) -
             for a, b in ((old, new), (new, old)):
                 report = diff_openapi(a, b) if kind == "openapi" else diff_event_schemas([a], b, mode="FULL")
                 assert report.summary["total"] == len(report.changes)
+
+
+def test_cyclic_schemas_compare_the_same_whatever_the_hash_seed(tmp_path: Path) -> None:
+    """An equality assumed for a cycle must not outlive a difference found later (it did, by key order)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    def doc(x_type: str) -> dict[str, Any]:
+        schemas = {"A": {"type": "object", "properties": {f"p{i}": {"$ref": "#/components/schemas/B"}
+                                                          for i in range(6)} | {"x": {"type": x_type}}},
+                   "B": {"type": "object", "properties": {"a": {"$ref": "#/components/schemas/A"},
+                                                          "n": {"type": "string"}}}}
+        ops = {f"/{name}": {"get": {"responses": {"200": {"description": "ok", "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{name}"}}}}}}} for name in ("A", "B")}
+        return {"openapi": "3.1.0", "info": {"title": "t", "version": "1.0.0"}, "paths": ops,
+                "components": {"schemas": schemas}}
+
+    (tmp_path / "old.json").write_text(json.dumps(doc("string")))
+    (tmp_path / "new.json").write_text(json.dumps(doc("integer")))
+    outputs = set()
+    for seed in range(6):
+        done = subprocess.run([sys.executable, "-m", "gateway.cli", "diff", str(tmp_path / "old.json"),
+                               str(tmp_path / "new.json"), "--format", "json"], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONHASHSEED": str(seed)}, cwd=Path(__file__).parents[3])
+        outputs.add(done.stdout)
+    assert len(outputs) == 1
+    changes = json.loads(outputs.pop())["changes"]
+    assert {c["operation"] for c in changes if c["id"] == "response-body-type-changed"} == {"GET /A", "GET /B"}
