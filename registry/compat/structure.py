@@ -36,6 +36,7 @@ def required_only(schema: Any) -> bool:
 _TIGHTEST = {**dict.fromkeys(("maximum", "maxLength", "maxItems", "maxProperties"), min),
              **dict.fromkeys(("minimum", "minLength", "minItems", "minProperties"), max)}
 _TEMPLATE = re.compile(r"\{[^}/]*\}")
+_TEMPLATE_NAMES = re.compile(r"\{([^}/]*)\}")
 
 
 class DiffTooLarge(Exception):
@@ -107,13 +108,14 @@ class SchemaPair:
 class OperationPair:
     """One operation present in both documents."""
 
-    __slots__ = ("key", "method", "path", "old", "new", "old_item", "new_item")
+    __slots__ = ("key", "method", "path", "old_path", "old", "new", "old_item", "new_item")
 
     def __init__(self, key: str, method: str, path: str, old: dict[str, Any], new: dict[str, Any],
-                 old_item: dict[str, Any], new_item: dict[str, Any]) -> None:
+                 old_item: dict[str, Any], new_item: dict[str, Any], old_path: str = "") -> None:
         self.key = key
         self.method = method
         self.path = path
+        self.old_path = old_path or path
         self.old = old
         self.new = new
         self.old_item = old_item
@@ -141,7 +143,7 @@ class ApiDiff:
         self.added = [new_ops[k] for k in new_ops if k not in old_ops]
         self.operations = [
             OperationPair(new_ops[k][0], new_ops[k][1], new_ops[k][2], old_ops[k][3], new_ops[k][3],
-                          old_ops[k][4], new_ops[k][4])
+                          old_ops[k][4], new_ops[k][4], old_path=old_ops[k][2])
             for k in new_ops if k in old_ops
         ]
         for pair in self.operations:
@@ -389,8 +391,21 @@ def responses(operation: dict[str, Any]) -> dict[str, Any]:
 
 def parameter_pairs(diff: ApiDiff, pair: OperationPair) -> dict[tuple[str, str], tuple[dict, dict]]:
     """Parameters present in both versions of an operation, keyed by (in, name)."""
-    old, new = parameters(diff.old, pair.old_item, pair.old), parameters(diff.new, pair.new_item, pair.new)
+    old, new = both_parameters(diff, pair)
     return {key: (old[key], new[key]) for key in old if key in new}
+
+
+def both_parameters(diff: ApiDiff, pair: OperationPair) -> tuple[dict[tuple[str, str], dict],
+                                                                   dict[tuple[str, str], dict]]:
+    """Both versions' parameters, keyed by (in, name), with a renamed path parameter under its new name.
+
+    Path parameters are matched by their position in the template: `/books/{bookId}` and
+    `/books/{id}` are the same operation, and `bookId` and `id` the same parameter.
+    """
+    old, new = parameters(diff.old, pair.old_item, pair.old), parameters(diff.new, pair.new_item, pair.new)
+    renamed = {("path", a): ("path", b) for a, b in zip(_TEMPLATE_NAMES.findall(pair.old_path),
+                                                         _TEMPLATE_NAMES.findall(pair.path)) if a != b}
+    return {renamed.get(key, key): param for key, param in old.items()}, new
 
 
 def parameters(document: Document, path_item: dict[str, Any], operation: dict[str, Any]) -> dict[tuple[str, str], dict]:

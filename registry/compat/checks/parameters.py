@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from registry.compat.model import Finding, Rule
-from registry.compat.structure import ApiDiff, parameters
+from registry.compat.structure import ApiDiff, both_parameters
 
 RULES = [
     Rule("request-parameter-added-required", "ERR", "request", "required parameter {name} added"),
@@ -28,8 +28,7 @@ _DEFAULT_STYLE = {"query": "form", "cookie": "form", "path": "simple", "header":
 
 def check(diff: ApiDiff) -> Iterator[Finding]:
     for pair in diff.operations:
-        old = parameters(diff.old, pair.old_item, pair.old)
-        new = parameters(diff.new, pair.new_item, pair.new)
+        old, new = both_parameters(diff, pair)
         moved = {name for (_, name) in old} & {name for (_, name) in new}
         for key in new.keys() - old.keys():
             where, name = key

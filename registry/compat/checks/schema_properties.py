@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from registry.compat.checks import declared, per_context, schema_finding
 from registry.compat.model import Finding
-from registry.compat.structure import ApiDiff
+from registry.compat.structure import ApiDiff, Document, SchemaPair
 from registry.compat.views import properties, required
 
 REQUIRED_PROPERTY_ADDED = per_context("required property {name} added", {
@@ -44,9 +44,13 @@ RULES = declared(REQUIRED_PROPERTY_ADDED, OPTIONAL_PROPERTY_ADDED, REQUIRED_PROP
                  OPTIONAL_PROPERTY_REMOVED, SHOWN_PROPERTY_REMOVED, PROPERTY_BECAME_REQUIRED, PROPERTY_BECAME_OPTIONAL)
 
 
+# a property a side never carries: the server assigns readOnly ones, and never returns writeOnly ones
+_NOT_CARRIED = {"request-body": "readOnly", "request-parameter": "readOnly", "response-body": "writeOnly"}
+
+
 def check(diff: ApiDiff) -> Iterator[Finding]:
     for pair in diff.schema_pairs:
-        old_props, new_props = properties(pair.old), properties(pair.new)
+        old_props, new_props = _carried(diff, pair, pair.old, diff.old), _carried(diff, pair, pair.new, diff.new)
         old_required, new_required = required(pair.old), required(pair.new)
         for name in new_props.keys() - old_props.keys():
             change = REQUIRED_PROPERTY_ADDED if name in new_required else OPTIONAL_PROPERTY_ADDED
@@ -61,3 +65,13 @@ def check(diff: ApiDiff) -> Iterator[Finding]:
                 yield from schema_finding(pair, PROPERTY_BECAME_REQUIRED, name=name)
             elif name in old_required and name not in new_required:
                 yield from schema_finding(pair, PROPERTY_BECAME_OPTIONAL, name=name)
+
+
+def _carried(diff: ApiDiff, pair: SchemaPair, schema: dict, document: Document) -> dict:
+    """The properties the pair's direction carries: readOnly ones are not in requests, writeOnly not in responses."""
+    flag = _NOT_CARRIED.get(pair.context)
+    props = properties(schema)
+    if flag is None:
+        return props
+    return {name: prop for name, prop in props.items()
+            if not (isinstance(target := document.deref(prop), dict) and target.get(flag) is True)}

@@ -33,8 +33,10 @@ FORMAT_CHANGED = per_context("format changed from {old} to {new}", {
 RULES = declared(TYPE_CHANGED, TYPE_GENERALIZED, TYPE_NARROWED, FORMAT_ADDED, FORMAT_REMOVED, FORMAT_CHANGED)
 
 
-# a value of the key type is also a value of each type in its set
+# a value of the key type is also a value of each type in its set; a parameter is text on the wire, so
+# any of its scalar values is also a string
 _WIDER = {"integer": {"number"}}
+_WIDER_IN_PARAMETERS = {"integer": {"number", "string"}, "number": {"string"}, "boolean": {"string"}}
 
 
 def check(diff: ApiDiff) -> Iterator[Finding]:
@@ -42,9 +44,10 @@ def check(diff: ApiDiff) -> Iterator[Finding]:
         # a schema without `type` whose keywords only apply to one type is read as that type: adding
         # `type: object` next to `properties` changes nothing in practice
         old, new = implied_types(pair.old), implied_types(pair.new)
+        wider = _WIDER_IN_PARAMETERS if pair.context == "request-parameter" else _WIDER
         if old != new:
-            widened = not new or bool(old) and all(t in new or _WIDER.get(t, set()) & new for t in old)
-            narrowed = not old or bool(new) and all(t in old or _WIDER.get(t, set()) & old for t in new)
+            widened = not new or bool(old) and all(t in new or wider.get(t, set()) & new for t in old)
+            narrowed = not old or bool(new) and all(t in old or wider.get(t, set()) & old for t in new)
             change = TYPE_GENERALIZED if widened else TYPE_NARROWED if narrowed else TYPE_CHANGED
             yield from schema_finding(pair, change, old=show(old) if old else "any", new=show(new) if new else "any")
         old_format, new_format = pair.old.get("format"), pair.new.get("format")

@@ -9,6 +9,9 @@ from registry.compat.structure import ApiDiff
 
 RULES = [
     Rule("security-scheme-removed", "ERR", "request", "security scheme {name} removed"),
+    Rule("security-unused-scheme-removed", "INFO", "request",
+         "security scheme {name} removed; no security requirement used it",
+         why="A scheme only declared in components authenticates nothing: no client can have relied on it."),
     Rule("security-scheme-added", "INFO", "request", "security scheme {name} added"),
     Rule("security-scheme-type-changed", "ERR", "request", "security scheme {name} changed from {old} to {new}"),
     Rule("security-token-url-changed", "WARN", "request", "token URL of security scheme {name} changed"),
@@ -20,8 +23,10 @@ RULES = [
 def check(diff: ApiDiff) -> Iterator[Finding]:
     old = (diff.old.root.get("components") or {}).get("securitySchemes") or {}
     new = (diff.new.root.get("components") or {}).get("securitySchemes") or {}
+    used = _used_schemes(diff.old.root)
     for name in sorted(old.keys() - new.keys()):
-        yield Finding("security-scheme-removed", "", f"components securitySchemes {name}", {"name": name})
+        rule = "security-scheme-removed" if name in used else "security-unused-scheme-removed"
+        yield Finding(rule, "", f"components securitySchemes {name}", {"name": name})
     for name in sorted(new.keys() - old.keys()):
         yield Finding("security-scheme-added", "", f"components securitySchemes {name}", {"name": name})
     for name in sorted(old.keys() & new.keys()):
@@ -41,3 +46,13 @@ def check(diff: ApiDiff) -> Iterator[Finding]:
                               {"name": name, "scopes": ", ".join(removed)})
         for flow in sorted(old_flows.keys() - new_flows.keys()):
             yield Finding("security-flow-removed", "", f"{location} {flow}", {"name": name, "flow": flow})
+
+
+def _used_schemes(document: dict) -> set[str]:
+    """Scheme names any security requirement of the document (top level or an operation's) names."""
+    requirements = list(document.get("security") or [])
+    for item in (document.get("paths") or {}).values():
+        for operation in (item.values() if isinstance(item, dict) else []):
+            if isinstance(operation, dict):
+                requirements += operation.get("security") or []
+    return {name for requirement in requirements if isinstance(requirement, dict) for name in requirement}
