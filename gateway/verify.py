@@ -107,7 +107,7 @@ def _load() -> None:
     try:
         import schemathesis  # noqa: F401
     except ImportError:
-        raise MissingExtra('govgate verify needs schemathesis: pip install "govgate[verify]"') from None
+        raise MissingExtra('schemathesis is not installed: pip install "govgate[verify]"') from None
 
 
 def _skip_reason(operation: Any, name: str, options: VerifyOptions) -> str:
