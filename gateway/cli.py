@@ -130,6 +130,8 @@ def _serve(args: argparse.Namespace) -> int:
     # uvicorn shuts down on SIGTERM, then raises the signal again: as an exception here, so that the
     # demo's upstreams are stopped too (the default action would end the process on the spot)
     signal.signal(signal.SIGTERM, _terminated)
+    if not args.demo:
+        _check_store(config.store)
     demo = None
     try:
         if args.demo:
@@ -146,6 +148,27 @@ def _serve(args: argparse.Namespace) -> int:
         if demo is not None:
             demo.stop()
     return 0
+
+
+def _check_store(url: str) -> None:
+    """Before serving: an unknown scheme or an unreachable PostgreSQL is one line (SystemExit), not a traceback."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "sqlite":
+        return
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise SystemExit(f"govgate: the store {parts.scheme or url}:// is unknown: use sqlite:///FILE or "
+                         "postgresql://USER@HOST:PORT/DATABASE")
+    import psycopg
+
+    where = f"PostgreSQL at {parts.hostname or 'localhost'}:{parts.port or 5432}, database {parts.path.lstrip('/')}"
+    try:
+        psycopg.connect(url, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SystemExit(f"govgate: cannot open the store ({where}): {reason}; start PostgreSQL, create the "
+                         "database (createdb), or fix `store` in the config") from None
 
 
 def _terminated(signum: int, frame: object) -> None:

@@ -95,3 +95,13 @@ def test_the_license_is_an_spdx_expression() -> None:
     """A TOML table is deprecated by setuptools and warns on every install."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["license"] == "Apache-2.0"
+
+
+def test_a_store_that_cannot_be_opened_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "govgate.yaml"
+    for store, expected in (("postgresql://root@127.0.0.1:9/govgate", "PostgreSQL at 127.0.0.1:9, database govgate"),
+                            ("mongo://db/x", "the store mongo:// is unknown")):
+        config.write_text(yaml.safe_dump({"store": store}))
+        done = govgate("serve", "--config", str(config), "--port", "1")
+        assert done.returncode == 2 and expected in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
