@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
-from litestar.types import Receive, Scope, Send
+from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, HTTPScope, Receive, Scope, Send
 
 from policies.context import Policy, RequestContext, overrides
 from policies.correlation_id import CorrelationIdPolicy
@@ -75,7 +75,8 @@ class Pipeline:
         self.body_timeout = body_timeout
 
     def context(self, scope: Scope) -> RequestContext:
-        """A request's context, with its correlation id."""
+        """A request's context, with its correlation id (the gateway serves HTTP scopes only)."""
+        scope = cast("HTTPScope", scope)
         headers: dict[str, str] = {}
         for raw_name, raw_value in scope["headers"]:
             name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
@@ -154,20 +155,25 @@ class Pipeline:
         response_headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in ctx.add_headers)
         response_headers.append((self.correlation_header, ctx.correlation_id.encode()))
         response_headers.append((b"content-length", str(len(ctx.response_body)).encode()))
-        await send({"type": "http.response.start", "status": ctx.response_status, "headers": response_headers})
-        await send({"type": "http.response.body", "body": ctx.response_body})
+        await _send(send, ctx.response_status, response_headers, ctx.response_body)
 
     async def refuse(self, send: Send, ctx: RequestContext, problem: Problem, instance: str) -> None:
         """Answer with a problem document carrying the correlation id and the headers policies added."""
         ctx.problem, ctx.response_status = problem, problem.status
         body = problem.render(correlation_id=ctx.correlation_id, instance=instance)
-        headers: list[Any] = [(b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+        headers = [(b"content-type", PROBLEM_MEDIA_TYPE.encode()),
                               (self.correlation_header, ctx.correlation_id.encode()),
                               (b"content-length", str(len(body)).encode())]
         headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in problem.headers.items())
         headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in ctx.add_headers)
-        await send({"type": "http.response.start", "status": problem.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await _send(send, problem.status, headers, body)
+
+
+async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    start: HTTPResponseStartEvent = {"type": "http.response.start", "status": status, "headers": headers}
+    await send(start)
+    whole: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    await send(whole)
 
 
 async def _finish(on_finish: Callable[[RequestContext], Awaitable[None] | None], ctx: RequestContext) -> None:
@@ -197,7 +203,7 @@ async def _receive_body(receive: Receive, limit: int) -> bytes:
     size = 0
     while True:
         message = await receive()
-        if message["type"] == "http.disconnect":
+        if message["type"] != "http.request":
             raise CLIENT_DISCONNECTED("the client went away before sending the whole body")
         chunk = message.get("body", b"")
         size += len(chunk)

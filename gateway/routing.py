@@ -136,7 +136,7 @@ class RoutingTable:
 
     def routes(self) -> list[Route]:
         """Every route, for listings and metrics."""
-        out = []
+        out: list[Route] = []
         for api in self.apis.values():
             for entry in [*api.static.values(), *api.templated]:
                 out.extend(entry.routes.values())

@@ -33,9 +33,10 @@ def serve(config: GatewayConfig, *, on_listening: Callable[[], None] | None = No
     else:
         from granian import Granian
         from granian.constants import Interfaces
+        from granian.log import LogLevels
 
         Granian("gateway.app:from_environment", factory=True, address=config.host, port=config.port,
-                interface=Interfaces.ASGI, workers=1, log_level=config.log_level, backlog=2048).serve()
+                interface=Interfaces.ASGI, workers=1, log_level=LogLevels(config.log_level), backlog=2048).serve()
 
 
 def _when_listening(url: str, then: Callable[[], None]) -> None:

@@ -11,7 +11,7 @@ from typing import Annotated
 import msgspec
 
 from policies.context import Policy, RequestContext
-from policies.identity import Directory
+from policies.identity import Caller, Directory
 from registry.problems import Problem, ProblemType
 from registry.tokens import JwtVerifier, TokenError, hash_api_key
 
@@ -62,7 +62,7 @@ class AuthenticationPolicy(Policy):
         if self.config.required:
             raise _unauthorized(None, "send a bearer token (Authorization: Bearer ...) or an API key")
 
-    async def _bearer(self, authorization: str) -> object:
+    async def _bearer(self, authorization: str) -> Caller:
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:

@@ -33,7 +33,7 @@ class AuthorizationPolicy(Policy):
         self.major = major
         # alternatives of scope sets; an empty requirement (or an empty alternative) needs no scope
         alternatives = [frozenset(s for scopes in alt.values() for s in scopes or []) for alt in requirement or []]
-        self.alternatives = alternatives or [frozenset()]
+        self.alternatives: list[frozenset[str]] = alternatives or [frozenset()]
 
     def on_request(self, ctx: RequestContext) -> None:
         caller = ctx.consumer
@@ -44,7 +44,8 @@ class AuthorizationPolicy(Policy):
                                  f"each major needs its own subscription: an admin runs "
                                  f"`govgate consumer subscribe {caller.id} {self.contract}@{self.major}`")
         if self.config.scopes and not any(needed <= caller.scopes for needed in self.alternatives):
-            wanted = " ".join(sorted(min(self.alternatives, key=len)))
+            fewest = min(self.alternatives, key=len)
+            wanted = " ".join(sorted(fewest))
             raise INSUFFICIENT_SCOPE(f"this operation needs the scopes: {wanted}",
                                      headers={"WWW-Authenticate": f'Bearer realm="govgate", '
                                                                   f'error="insufficient_scope", scope="{wanted}"'})

@@ -219,7 +219,7 @@ class RedisStore:
 
     async def complete(self, key: str, token: str, fingerprint: str, response: StoredResponse, *,
                        ttl_seconds: float) -> bool:
-        args = [token, fingerprint, _ENCODER.encode(response), _ms(ttl_seconds)]
+        args: list[str | bytes | int] = [token, fingerprint, _ENCODER.encode(response), _ms(ttl_seconds)]
         return bool(await self._complete(keys=[self.prefix + key], args=args))
 
     async def release(self, key: str, token: str) -> None:

@@ -230,7 +230,7 @@ class ObservabilityPolicy(Policy):
             }).decode()
             # the line is the message with no args, so only a handler's Formatter formats it; and
             # makeRecord skips findCaller's stack walk (3.6 -> 1.8 µs), the caller being always here
-            access_log.handle(access_log.makeRecord(access_log.name, logging.INFO, __file__, 0, line, None, None))
+            access_log.handle(access_log.makeRecord(access_log.name, logging.INFO, __file__, 0, line, (), None))
 
     def _count(self, m: Metrics, ctx: RequestContext, route: RouteInfo, consumer: str, duration: float) -> None:
         m.requests.child(route.contract, route.version, route.operation_id, consumer, str(ctx.response_status)).inc()

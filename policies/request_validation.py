@@ -132,7 +132,7 @@ class OperationValidator:
             if isinstance(error.kind, jsonschema_rs.ValidationErrorKind.Required):
                 rest.append(error.kind.property)  # point at what is missing, not at its parent
             message = error.message if len(error.message) <= _MAX_MESSAGE else error.message[:_MAX_MESSAGE] + "…"
-            errors.append({"in": location, "pointer": "".join(f"/{_escape(p)}" for p in rest), "message": message})
+            errors.append({"in": str(location), "pointer": "".join(f"/{_escape(p)}" for p in rest), "message": message})
         if errors:
             raise validation_failed(errors)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -202,7 +203,7 @@ class ContractController(Controller):
                         status_code=201 if created else 200, headers=headers)
 
     @get("/{name:str}/versions", summary="List a contract's versions", responses=PROBLEMS)
-    async def versions(self, registry: Registry, name: ContractPath) -> list[Version]:
+    async def versions(self, registry: Registry, name: ContractPath) -> builtins.list[Version]:
         return await registry.versions(name)
 
     @get("/{name:str}/versions/{version:str}", summary="Get a version", responses=PROBLEMS)
@@ -243,7 +244,7 @@ class ContractController(Controller):
 
     @get("/{name:str}/versions/{version:str}/verifications", summary="A version's verifications, newest first",
          responses=PROBLEMS)
-    async def verifications(self, registry: Registry, name: ContractPath, version: VersionPath) -> list[Verification]:
+    async def verifications(self, registry: Registry, name: ContractPath, version: VersionPath) -> builtins.list[Verification]:
         await registry.version(name, version)
         return await registry.store.list_verifications(name, version)
 
@@ -255,7 +256,7 @@ class ContractController(Controller):
         return CanIPublish(ok=not missing, required=list(registry.publish_requires_verification), missing=missing)
 
     @get("/{name:str}/usage", summary="Who called which operation of this contract (from gateway traffic)", responses=PROBLEMS)
-    async def usage(self, registry: Registry, name: ContractPath) -> list[Usage]:
+    async def usage(self, registry: Registry, name: ContractPath) -> builtins.list[Usage]:
         await registry.contract(name)
         return await registry.store.list_usage(name)
 
@@ -417,7 +418,7 @@ class WebhookController(Controller):
         return await registry.store.list_webhooks()
 
     @get("/{webhook_id:str}/deliveries", summary="The delivery log of a webhook, newest first", responses=PROBLEMS)
-    async def deliveries(self, registry: Registry, webhook_id: str) -> list[Delivery]:
+    async def deliveries(self, registry: Registry, webhook_id: str) -> builtins.list[Delivery]:
         return await registry.deliveries(webhook_id)
 
     @delete("/{webhook_id:str}", summary="Delete a webhook", status_code=204, responses=PROBLEMS)

@@ -159,7 +159,7 @@ def bundle(document: dict[str, Any], path: Path) -> dict[str, Any]:
 class _SafeNoAliasLoader(yaml.SafeLoader):
     """SafeLoader that refuses aliases: they are what a billion-laughs bomb is made of."""
 
-    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+    def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.composer.ComposerError(None, None, "YAML aliases are not accepted", event.start_mark)

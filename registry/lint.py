@@ -107,7 +107,7 @@ def lint(document: dict[str, Any], *, kind: Kind, ruleset: Ruleset | None = None
     if kind not in ("openapi", "event"):
         raise ValueError(f"kind must be 'openapi' or 'event', not {kind!r}")
     ruleset = ruleset if ruleset is not None else default_ruleset()
-    findings = []
+    findings: list[LintFinding] = []
     for rule_id, check in RULES.items():
         severity = ruleset.severity(rule_id)
         if severity == "off" or rule_kind(rule_id) != kind:

@@ -26,6 +26,7 @@ from registry.model import (
     AffectedConsumer,
     ChangeRequest,
     Consumer,
+    ContractKind,
     Contract,
     Deprecation,
     NewChange,
@@ -45,7 +46,7 @@ from registry.store import Store
 from registry.workflow import PUBLISHABLE_FROM
 
 Listener = Callable[[], Awaitable[None]]
-Linter = Callable[[dict[str, Any], str], dict[str, Any]]  # (document, kind) -> report with "blocking"
+Linter = Callable[[dict[str, Any], ContractKind], dict[str, Any]]  # (document, kind) -> report with "blocking"
 
 
 class Registry:

@@ -128,7 +128,8 @@ class JwtVerifier:
             unverified = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError:
             raise TokenError("malformed token") from None
-        issuer = self._issuers.get(unverified.get("iss")) if isinstance(unverified.get("iss"), str) else None
+        claimed = unverified.get("iss")
+        issuer = self._issuers.get(claimed) if isinstance(claimed, str) else None
         if issuer is None:
             raise TokenError("untrusted issuer")
         algorithm = header.get("alg")

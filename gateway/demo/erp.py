@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from http import HTTPStatus
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 import msgspec
 from litestar import Litestar, Request, Response, delete, get, post
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.params import Parameter
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
 from msgspec import UNSET, Meta, UnsetType
 
 T = TypeVar("T")
@@ -424,12 +424,13 @@ def recorder(store: Store, app: ASGIApp) -> ASGIApp:
 
     async def handle(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope["path"].startswith(UNRECORDED):
+            http = cast(HTTPScope, scope)
             headers: dict[str, str] = {}
-            for raw_name, raw_value in scope["headers"]:
+            for raw_name, raw_value in http["headers"]:
                 name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
                 headers[name] = f"{headers[name]}, {value}" if name in headers else value
-            store.last_request = {"method": scope["method"], "path": scope["path"],
-                                  "queryString": scope["query_string"].decode("latin-1"), "headers": headers}
+            store.last_request = {"method": http["method"], "path": http["path"],
+                                  "queryString": http["query_string"].decode("latin-1"), "headers": headers}
             delay = headers.get("x-upstream-delay-ms", "")
             if delay.isdigit():
                 await asyncio.sleep(min(int(delay), MAX_DELAY_MS) / 1000)
@@ -466,9 +467,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.server == "granian":
         from granian import Granian
         from granian.constants import Interfaces
+        from granian.log import LogLevels
 
         Granian("gateway.demo.erp:app", address=args.host, port=args.port, interface=Interfaces.ASGI,
-                workers=1, log_level="warning", backlog=2048).serve()
+                workers=1, log_level=LogLevels.warning, backlog=2048).serve()
         return
     import uvicorn
 

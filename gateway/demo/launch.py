@@ -208,8 +208,8 @@ async def seed_consumers(registry: Registry) -> None:
     scopes = catalog_scopes(entries)
     for plan in DEMO_PLANS:
         await registry.put_plan(plan)
-    for consumer_id, plan in DEMO_CONSUMERS.items():
-        await registry.create_consumer(NewConsumer(id=consumer_id, name=consumer_id, plan=plan, scopes=scopes),
+    for consumer_id, plan_id in DEMO_CONSUMERS.items():
+        await registry.create_consumer(NewConsumer(id=consumer_id, name=consumer_id, plan=plan_id, scopes=scopes),
                                        actor="demo")
         for entry in entries:
             if entry["kind"] == "openapi":

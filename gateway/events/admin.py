@@ -16,8 +16,8 @@ from litestar.di import Provide
 from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 
+from gateway.events.dead_letters import DeadLetter, DeadLetters, GroupInfo, Replayed
 from gateway.events.http import EventRoute, EventsGateway
-from gateway.events.dead_letters import DeadLetter, GroupInfo, Replayed
 from gateway.events.stream import BACKEND_ERRORS, StreamKeys, valid_id
 from registry.api import PROBLEMS, Problem
 from registry.audit import AuditEntry
@@ -96,19 +96,19 @@ class ReplaySummary(msgspec.Struct, frozen=True, kw_only=True):
     remaining: int
 
 
-def _served(events: EventsGateway, contract: str, version: str) -> tuple[EventRoute, StreamKeys]:
+def _served(events: EventsGateway, contract: str, version: str) -> tuple[EventRoute, StreamKeys, DeadLetters]:
     found = _MAJOR.match(version)
     route = events.route(contract, int(found.group(1))) if found else None
     if route is None:
         raise NotFound(f"no published event contract {contract!r} {version}")
     if events.dead_letters is None or route.keys is None:
         raise EventsUnavailable("this gateway keeps its state in memory: events need state.backend: redis")
-    return route, route.keys
+    return route, route.keys, events.dead_letters
 
 
-def _checked(entry_id: str | None) -> str | None:
+def _checked(entry_id: str) -> str:
     """A stream id Redis accepts (the path pattern allows 20 digits, Redis 64 bits): 400, not a 503."""
-    if entry_id is not None and not valid_id(entry_id):
+    if not valid_id(entry_id):
         raise InvalidRequest(f"{entry_id!r} is not a stream id: both parts must be below 2^64")
     return entry_id
 
@@ -125,18 +125,18 @@ async def _audit(registry: Registry, request: Request[Any, Any, Any], action: st
 async def list_dead_letters(events: EventsGateway, contract: str, version: str,
                             after: Annotated[str | None, Parameter(pattern=r"^\d{1,20}-\d{1,20}$")] = None,
                             limit: Annotated[int, Parameter(ge=1, le=1000)] = 100) -> list[DeadLetter]:
-    _, keys = _served(events, contract, version)
+    _, keys, letters = _served(events, contract, version)
     try:
-        return await events.dead_letters.list(keys, after=_checked(after), limit=limit)
+        return await letters.list(keys, after=None if after is None else _checked(after), limit=limit)
     except BACKEND_ERRORS as exc:
         raise EventsUnavailable(str(exc)) from None
 
 
 @get("/{contract:str}/{version:str}/dead-letters/{entry_id:str}", responses=EVENT_PROBLEMS, summary="One dead letter")
 async def get_dead_letter(events: EventsGateway, contract: str, version: str, entry_id: EntryId) -> DeadLetter:
-    _, keys = _served(events, contract, version)
+    _, keys, letters = _served(events, contract, version)
     try:
-        letter = await events.dead_letters.get(keys, _checked(entry_id))
+        letter = await letters.get(keys, _checked(entry_id))
     except BACKEND_ERRORS as exc:
         raise EventsUnavailable(str(exc)) from None
     if letter is None:
@@ -149,9 +149,9 @@ async def get_dead_letter(events: EventsGateway, contract: str, version: str, en
 async def replay_dead_letter(events: EventsGateway, registry: Registry, request: Request[Any, Any, Any],
                              contract: str, version: str, entry_id: EntryId,
                              data: ReplayRequest | None = None) -> Replayed:
-    route, keys = _served(events, contract, version)
+    route, keys, letters = _served(events, contract, version)
     try:
-        outcome = await events.dead_letters.replay(keys, _checked(entry_id), route.validator)
+        outcome = await letters.replay(keys, _checked(entry_id), route.validator)
     except BACKEND_ERRORS as exc:
         raise EventsUnavailable(str(exc)) from None
     if outcome.outcome == "gone":
@@ -165,11 +165,11 @@ async def replay_dead_letter(events: EventsGateway, registry: Registry, request:
       summary="Replay every dead letter, oldest first; those still invalid stay")
 async def replay_all_dead_letters(events: EventsGateway, registry: Registry, request: Request[Any, Any, Any],
                                   contract: str, version: str, data: ReplayRequest | None = None) -> ReplaySummary:
-    route, keys = _served(events, contract, version)
+    route, keys, letters = _served(events, contract, version)
     data = data or ReplayRequest()
     try:
-        outcomes = await events.dead_letters.replay_all(keys, route.validator, limit=data.limit)
-        remaining = await events.dead_letters.count(keys)
+        outcomes = await letters.replay_all(keys, route.validator, limit=data.limit)
+        remaining = await letters.count(keys)
     except BACKEND_ERRORS as exc:
         raise EventsUnavailable(str(exc)) from None
     counts: dict[str, int] = {}
@@ -183,9 +183,9 @@ async def replay_all_dead_letters(events: EventsGateway, registry: Registry, req
 @get("/{contract:str}/{version:str}/groups", responses=EVENT_PROBLEMS,
      summary="Consumer groups of a stream: pending entries and lag")
 async def list_groups(events: EventsGateway, contract: str, version: str) -> list[GroupInfo]:
-    _, keys = _served(events, contract, version)
+    _, keys, letters = _served(events, contract, version)
     try:
-        return await events.dead_letters.groups(keys)
+        return await letters.groups(keys)
     except BACKEND_ERRORS as exc:
         raise EventsUnavailable(str(exc)) from None
 
@@ -195,7 +195,7 @@ async def list_groups(events: EventsGateway, contract: str, version: str) -> lis
               "(group names are consumer:group)")
 async def replay_to_group(events: EventsGateway, registry: Registry, request: Request[Any, Any, Any],
                           contract: str, version: str, group: str, data: GroupReplayRequest) -> GroupReplayed:
-    _, keys = _served(events, contract, version)
+    _, keys, letters = _served(events, contract, version)
     from_ms = _ms(data.from_time, "from")
     to_ms = None if data.to_time is None else _ms(data.to_time, "to")
     if to_ms is not None and to_ms < from_ms:
@@ -204,14 +204,14 @@ async def replay_to_group(events: EventsGateway, registry: Registry, request: Re
         raise InvalidRequest("`limit` bounds a range: send it with `to` (a rewind has no limit)")
     limit = data.limit or RANGE_LIMIT
     try:
-        known = {g.name for g in await events.dead_letters.groups(keys)}
+        known = {g.name for g in await letters.groups(keys)}
         if group not in known:
             raise NotFound(f"{contract} {version} has no consumer group {group!r}; known: {sorted(known)}")
         if to_ms is None:
             answer = GroupReplayed(group=group, mode="rewind",
-                                   last_delivered_id=await events.dead_letters.rewind(keys, group, from_ms))
+                                   last_delivered_id=await letters.rewind(keys, group, from_ms))
         else:
-            queued = await events.dead_letters.replay_range(keys, group, from_ms, to_ms, limit=limit)
+            queued = await letters.replay_range(keys, group, from_ms, to_ms, limit=limit)
             if queued is None:
                 raise RangeTooLarge(f"the range holds more than {limit} entries; narrow it"
                                     + (f" or raise `limit` (at most {RANGE_LIMIT})" if limit < RANGE_LIMIT else ""))
@@ -219,7 +219,7 @@ async def replay_to_group(events: EventsGateway, registry: Registry, request: Re
     except BACKEND_ERRORS as exc:
         raise EventsUnavailable(str(exc)) from None
     target, since = f"events/{contract}/{version}/groups/{group}", data.from_time.isoformat()
-    if answer.mode == "rewind":
+    if data.to_time is None:
         await _audit(registry, request, "events.group-rewound", target,
                      {"from": since, "lastDeliveredId": answer.last_delivered_id}, data.reason)
     else:

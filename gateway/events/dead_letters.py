@@ -19,6 +19,7 @@ A consumer group gets entries again in one of two ways:
 
 from __future__ import annotations
 
+import builtins
 from typing import Any, Literal
 
 import msgspec
@@ -135,7 +136,7 @@ class DeadLetters:
     async def list(self, keys: StreamKeys, *, after: str | None = None, limit: int = 100) -> list[DeadLetter]:
         """Dead letters oldest first, after the id `after` (exclusive)."""
         entries = await self.redis.xrange(keys.dead_letters, min=f"({after}" if after else "-", count=limit)
-        return [_dead_letter(entry_id, fields) for entry_id, fields in entries]
+        return [_dead_letter(entry_id, fields) for entry_id, fields in entries or []]
 
     async def get(self, keys: StreamKeys, entry_id: str) -> DeadLetter | None:
         """One dead letter by id."""
@@ -163,7 +164,7 @@ class DeadLetters:
             receipt = receipts[0]
             return Replayed(id=entry_id, outcome="duplicate" if receipt.duplicate else "appended",
                             stream_id=receipt.stream_id)
-        fields = ["event", bytes(letter.event), "producer", letter.producer, "correlation", letter.correlation,
+        fields: builtins.list[str | bytes | int] = ["event", bytes(letter.event), "producer", letter.producer, "correlation", letter.correlation,
                   "replayed_from", entry_id]
         stream_id = await self.redeliver(keys=[keys.stream, keys.dead_letters],
                                          args=[entry_id, self.stream.config.max_len, *fields])
@@ -171,7 +172,7 @@ class DeadLetters:
             return Replayed(id=entry_id, outcome="gone")
         return Replayed(id=entry_id, outcome="appended", stream_id=as_text(stream_id))
 
-    async def replay_all(self, keys: StreamKeys, validator: EventValidator, *, limit: int = 1000) -> list[Replayed]:
+    async def replay_all(self, keys: StreamKeys, validator: EventValidator, *, limit: int = 1000) -> builtins.list[Replayed]:
         """Replay up to `limit` dead letters, oldest first; those still invalid stay."""
         outcomes: list[Replayed] = []
         after = None
@@ -184,7 +185,7 @@ class DeadLetters:
             after = page[-1].id
         return outcomes
 
-    async def groups(self, keys: StreamKeys) -> list[GroupInfo]:
+    async def groups(self, keys: StreamKeys) -> builtins.list[GroupInfo]:
         """The stream's consumer groups with what they have pending, how far behind they are and what is replayed."""
         if not await self.redis.exists(keys.stream):
             return []

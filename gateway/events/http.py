@@ -175,20 +175,21 @@ class EventsGateway:
         caller = ctx.consumer.id if ctx.consumer is not None else "anonymous"
         try:
             if action == "publish":
-                return await self._publish(route, ctx, caller, ctx.body)
+                return await self._publish(route, self.stream, route.keys, ctx, caller)
             if action == "acknowledge":
-                return await self._ack(route, caller, ctx.body)
-            return await self._read(route, ctx, caller)
+                return await self._ack(route, self.stream, route.keys, caller, ctx.body)
+            return await self._read(route, self.stream, route.keys, ctx, caller)
         except BACKEND_ERRORS as exc:
             log.warning("event stream unavailable: %r", exc, extra={"correlation_id": ctx.correlation_id})
             raise EVENTS_UNAVAILABLE("the event store did not answer; nothing was stored by this request "
                                      "unless a retry answers 200 with its receipt", headers={"Retry-After": "1"}) from exc
 
-    async def _publish(self, route: EventRoute, ctx: RequestContext, caller: str, body: bytes) -> tuple[int, bytes]:
+    async def _publish(self, route: EventRoute, stream: EventStream, keys: StreamKeys, ctx: RequestContext,
+                       caller: str) -> tuple[int, bytes]:
         contract, major = route.contract.name, str(route.version.major)
         if route.version.state == "retired":
             raise RETIRED(f"{contract} v{major} is retired: it takes no new events")
-        events, batch = parse(ctx.headers, body, max_batch=self.config.max_batch)
+        events, batch = parse(ctx.headers, ctx.body, max_batch=self.config.max_batch)
         rejected, errors = [], []
         for index, event in enumerate(events):
             found = route.validator.errors(event, index if batch else None)
@@ -199,21 +200,22 @@ class EventsGateway:
             self.counter.labels(contract, major, "invalid").inc(len(rejected))
             if self.config.dead_letter_invalid:
                 try:
-                    await self.stream.dead_letter_invalid(route.keys, rejected, producer=caller,
+                    await stream.dead_letter_invalid(keys, rejected, producer=caller,
                                                           correlation=ctx.correlation_id)
                 except BACKEND_ERRORS:
                     log.warning("could not keep refused events as dead letters", exc_info=True)
             raise INVALID_EVENT(f"{_count(len(errors), 'error')} in {_count(len(rejected), 'event')}; "
                                 "nothing was stored", errors=errors)
-        receipts = await self.stream.append(route.keys, events, producer=caller, correlation=ctx.correlation_id)
-        fresh = sum(1 for r in receipts if not r.duplicate)
+        receipts = await stream.append(keys, events, producer=caller, correlation=ctx.correlation_id) or []
+        fresh = sum(not r.duplicate for r in receipts)
         self.counter.labels(contract, major, "appended").inc(fresh)
         if fresh < len(receipts):
             self.counter.labels(contract, major, "duplicate").inc(len(receipts) - fresh)
         body = msgspec.json.encode({"receipts": receipts} if batch else receipts[0])
         return (202 if fresh else 200), body
 
-    async def _read(self, route: EventRoute, ctx: RequestContext, caller: str) -> tuple[int, bytes]:
+    async def _read(self, route: EventRoute, stream: EventStream, keys: StreamKeys, ctx: RequestContext,
+                    caller: str) -> tuple[int, bytes]:
         query = parse_qs(ctx.query_string)
         group, worker = query.get("group", [""])[-1], query.get("consumer", ["default"])[-1]
         count, start = query.get("count", ["10"])[-1], query.get("from", ["earliest"])[-1]
@@ -225,7 +227,7 @@ class EventsGateway:
             ("from", start not in ("earliest", "latest"), "earliest or latest")) if bad]
         if errors:
             raise INVALID_PARAMETER(f"{len(errors)} invalid parameter(s)", errors=errors)
-        deliveries, dead = await self.stream.read(route.keys, f"{caller}:{group}", worker, int(count),
+        deliveries, dead = await stream.read(keys, f"{caller}:{group}", worker, int(count),
                                                   start="0" if start == "earliest" else "$")
         labels = (route.contract.name, str(route.version.major))
         self.counter.labels(*labels, "delivered").inc(len(deliveries))
@@ -233,7 +235,8 @@ class EventsGateway:
             self.counter.labels(*labels, "dead-lettered").inc(dead)
         return 200, msgspec.json.encode({"group": group, "events": deliveries, "deadLettered": dead})
 
-    async def _ack(self, route: EventRoute, caller: str, body: bytes) -> tuple[int, bytes]:
+    async def _ack(self, route: EventRoute, stream: EventStream, keys: StreamKeys, caller: str,
+                   body: bytes) -> tuple[int, bytes]:
         try:
             request = msgspec.json.decode(body, type=AckRequest)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -243,7 +246,7 @@ class EventsGateway:
                   for i, entry_id in enumerate(request.ids) if not valid_id(entry_id)]
         if errors:  # Redis would refuse them with an error, which must not look like an outage (503)
             raise INVALID_ACK("an id is out of range", errors=errors)
-        acknowledged = await self.stream.ack(route.keys, f"{caller}:{request.group}", request.ids)
+        acknowledged = await stream.ack(keys, f"{caller}:{request.group}", request.ids)
         self.counter.labels(route.contract.name, str(route.version.major), "acknowledged").inc(acknowledged)
         return 200, msgspec.json.encode({"group": request.group, "acknowledged": acknowledged})
 

@@ -258,8 +258,8 @@ class EventStream:
         and how many were dead-lettered."""
         config = self.config
         script_keys = [keys.stream, keys.dead_letters, keys.replay(group)]
-        args = [group, consumer, count, int(config.visibility_timeout_seconds * 1000), config.max_deliveries,
-                config.dead_letter_max_len]
+        args: list[str | int] = [group, consumer, count, int(config.visibility_timeout_seconds * 1000),
+                                 config.max_deliveries, config.dead_letter_max_len]
         try:
             entries, dead = await self.read_script(keys=script_keys, args=args)
         except ResponseError as exc:

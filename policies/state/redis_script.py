@@ -60,6 +60,9 @@ class RedisScript(asyncio.Protocol):
 
     async def close(self) -> None:
         """Close the connection; a later call opens a new one."""
+        self._drop()
+
+    def _drop(self) -> None:
         self.ready = False
         if self.transport is not None:
             self.transport.close()
@@ -116,7 +119,7 @@ class RedisScript(asyncio.Protocol):
         setup.append(self._send((b"CLIENT", b"SETNAME", self.name)))
         for reply in await asyncio.gather(*setup):
             if isinstance(reply, hiredis.ReplyError):
-                self.transport.close()
+                self._drop()
                 raise RedisConnectionError(f"Redis refused the connection's setup: {reply}")
         self.ready = self.transport is not None  # only now: a command sent before SELECT would hit database 0
 
@@ -141,7 +144,7 @@ class RedisScript(asyncio.Protocol):
             try:
                 reply = self.reader.gets()
             except hiredis.ProtocolError as exc:
-                self.transport.close()
+                self._drop()
                 self._fail(RedisConnectionError(f"unreadable reply from Redis: {exc}"))
                 return
             if reply is False:

@@ -23,7 +23,7 @@ def operation_id_unique(document: dict[str, Any]) -> Iterator[Finding]:
     first: dict[str, str] = {}
     for op in operations(document):
         operation_id = op.node.get("operationId")
-        if not _text(operation_id):
+        if not isinstance(operation_id, str) or not _text(operation_id):
             continue
         if operation_id in first:
             yield Finding("operation-id-unique", f"{op.pointer}/operationId",
