@@ -83,12 +83,17 @@ def verify(document: dict[str, Any], base_url: str, *, contract: str = "", versi
     import requests
     import schemathesis
     from schemathesis.checks import CHECKS
+    from schemathesis.core.result import Ok
 
     excluded = [check for check in CHECKS.get_all() if check.__name__ in options.exclude_checks]
     schema = schemathesis.openapi.from_dict(document)
     session = requests.Session()
     results = []
     for result in schema.get_all_operations():
+        if not isinstance(result, Ok):  # an operation schemathesis cannot read: a failure, not a crash
+            results.append(OperationResult(operation=str(result.err())[:200], examples=0, seconds=0.0, failures=[
+                Failure(check="error", message=str(result.err())[:1000], curl="")]))
+            continue
         operation = result.ok()
         name = f"{operation.method.upper()} {operation.path}"
         skipped = _skip_reason(operation, name, options)

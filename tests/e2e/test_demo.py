@@ -27,6 +27,14 @@ def alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
 
 
+def wait_gone(pids: list[int], timeout: float = 10) -> list[int]:
+    """The pids still alive after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return [pid for pid in pids if alive(pid)]
+
+
 def test_the_demo_serves_the_bundled_contracts_and_stops_with_its_upstream(tmp_path: Path) -> None:
     port = free_port()
     process = spawn(["-m", "gateway.cli", "serve", "--demo", "--port", str(port)], cwd=tmp_path)
@@ -44,10 +52,7 @@ def test_the_demo_serves_the_bundled_contracts_and_stops_with_its_upstream(tmp_p
         assert started  # the sample ERP (and, with Redis, the events consumer)
         process.send_signal(signal.SIGTERM)  # what `docker stop` or systemd sends
         process.wait(timeout=20)
-        deadline = time.monotonic() + 10
-        while any(alive(pid) for pid in started) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not [pid for pid in started if alive(pid)], "the demo left its upstream running"
+        assert not wait_gone(started), "the demo left its upstream running"
     finally:
         for pid in started:  # whatever the assertion found still running
             subprocess.run(["kill", str(pid)], check=False, capture_output=True)
@@ -84,10 +89,7 @@ def test_every_published_contract_can_be_called_and_a_second_demo_changes_nothin
         started = children(process.pid)
         process.kill()  # SIGKILL: no handler runs, the children must still go
         process.wait(timeout=10)
-        deadline = time.monotonic() + 10
-        while any(alive(pid) for pid in started) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not [pid for pid in started if alive(pid)], "a child outlived the demo's SIGKILL"
+        assert not wait_gone(started), "a child outlived the demo's SIGKILL"
     finally:
         for pid in started:
             subprocess.run(["kill", str(pid)], check=False, capture_output=True)
