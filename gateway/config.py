@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import typing
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -100,6 +102,27 @@ def load(path: Path | None) -> GatewayConfig:
     except OSError as exc:
         raise SystemExit(f"govgate: cannot read config {path}: {exc.strerror}") from None
     except msgspec.ValidationError as exc:
-        raise SystemExit(f"govgate: config {path} is invalid: {exc}") from None
+        raise SystemExit(f"govgate: config {path} is invalid: {_named(exc, path)}") from None
     except msgspec.DecodeError as exc:
         raise SystemExit(f"govgate: config {path} is not valid YAML: {exc}") from None
+
+
+def _named(error: msgspec.ValidationError, path: Path) -> str:
+    """msgspec's message with its `$.upstreams[...].url` path spelt `upstreams.erp.url`: the key named."""
+    message = str(error)
+    found = re.search(r"`\$((?:\.\w+|\[[^\]]*\])*)`", message)
+    if not found:
+        return message
+    location = found.group(1)
+    field, _, rest = location.lstrip(".").partition("[...]")
+    hints = typing.get_type_hints(GatewayConfig)
+    if rest is not None and field in hints and typing.get_origin(hints[field]) is dict:
+        value_type = typing.get_args(hints[field])[1]
+        raw = msgspec.yaml.decode(path.read_bytes()).get(field) or {}
+        for key, value in raw.items():
+            try:
+                msgspec.convert(value, value_type)
+            except msgspec.ValidationError:
+                location = f".{field}.{key}{rest}"
+                break
+    return message.replace(found.group(0), f"`{location.lstrip('.') or 'the top level'}`")

@@ -40,7 +40,9 @@ class AuthorizationPolicy(Policy):
         if caller is None:
             return  # anonymous calls were allowed by authentication's configuration
         if self.config.subscriptions and not caller.subscribed(self.contract, self.major):
-            raise NOT_SUBSCRIBED(f"consumer {caller.id!r} is not subscribed to {self.contract} v{self.major}")
+            raise NOT_SUBSCRIBED(f"consumer {caller.id!r} is not subscribed to {self.contract} v{self.major}; "
+                                 f"each major needs its own subscription: an admin runs "
+                                 f"`govgate consumer subscribe {caller.id} {self.contract}@{self.major}`")
         if self.config.scopes and not any(needed <= caller.scopes for needed in self.alternatives):
             fewest = min(self.alternatives, key=len)
             wanted = " ".join(sorted(fewest))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -121,8 +122,10 @@ class Registry:
                                                                     for f in lint["findings"]
                                                                     if f["severity"] == "error"])
         if review and report is not None and any(c.id == "semver-bump-too-small" for c in report.changes):
+            taken = [v.version for v in await self.store.list_versions(name)]
             raise InvalidRequest(f"{version} is a {report.semver['proposed_bump']} bump, but its changes need a "
-                                 f"{report.semver['required_bump']} bump: propose {_next(base, report)} instead")
+                                 f"{report.semver['required_bump']} bump: propose {_next(base, report, taken)} "
+                                 "instead")
         new = NewVersion(contract=name, version=version, major=semver.major, document=canonical, sha256=digest,
                          base_version=base, required_bump=report.semver["required_bump"] if report else None,
                          changes=msgspec.json.encode(report).decode() if report else None)
@@ -426,11 +429,21 @@ class Registry:
 
 
 
-def _next(base: str | None, report: Report) -> str:
+def _next(base: str | None, report: Report, taken: list[str]) -> str:
+    """The version to suggest: the required bump of `base`, past every version already taken (2.0.0 exists: 3.0.0)."""
     current = SemVer.parse(base or "0.0.0")
+    parsed = [SemVer.parse(v) for v in taken if _SEMVER_TEXT.match(v)]
     bump = report.semver["required_bump"]
-    return (f"{current.major + 1}.0.0" if bump == "major" else f"{current.major}.{current.minor + 1}.0"
-            if bump == "minor" else f"{current.major}.{current.minor}.{current.patch + 1}")
+    if bump == "major":
+        return f"{max([current.major, *(v.major for v in parsed)]) + 1}.0.0"
+    same_major = [v for v in parsed if v.major == current.major]
+    if bump == "minor":
+        return f"{current.major}.{max([current.minor, *(v.minor for v in same_major)]) + 1}.0"
+    same_minor = [v.patch for v in same_major if v.minor == current.minor]
+    return f"{current.major}.{current.minor}.{max([current.patch, *same_minor]) + 1}"
+
+
+_SEMVER_TEXT = re.compile(r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$")
 
 
 def _definition(contract: Contract | NewContract) -> tuple[Any, ...]:

@@ -263,7 +263,9 @@ def order_total(lines: list[OrderLine]) -> Money:
     """Sum quantity x unit price over the top-level lines, in their single currency."""
     currencies = {line.unit_price.currency for line in lines}
     if len(currencies) > 1:
-        raise bad_request("All lines must be priced in one currency.", "/lines", "Mixed currencies")
+        # a business rule, not a malformed request: 422, documented in the contract
+        raise ProblemError(422, "All lines must be priced in one currency.", "business-rule",
+                           errors=[field_error("/lines", "Mixed currencies")])
     amount = f"{sum((Decimal(x.unit_price.amount) * x.quantity for x in lines), Decimal(0)):f}"
     if not AMOUNT.match(amount):
         raise bad_request("The order total exceeds the supported range.", "/lines", "Total out of range")

@@ -1,15 +1,16 @@
 """The events part of the demo: a producer (`channel-wms`), a downstream consumer process, Redis state.
 
 Events need Redis (the memory backend cannot store them durably), so the demo switches to the Redis
-at `state.redis_url` when one answers, under the key prefix `govgate-demo:` (cleared at each start,
-like the demo's registry). Without Redis the demo runs as before and says that events are off.
+at `state.redis_url` when one answers, under a key prefix of its own: `state.key_prefix` when the config
+sets one, else `govgate-demo:<folder hash>:` (cleared at each start, like the demo's registry). Without Redis the demo runs as before and says that events are off.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -30,21 +31,32 @@ IDENTITIES = {
 }
 
 
+def demo_prefix(config: GatewayConfig) -> str:
+    """The demo's Redis key prefix: the configured one, else one per demo folder (two demos never share keys)."""
+    if config.state.key_prefix != StateConfig().key_prefix:
+        return config.state.key_prefix
+    return f"{PREFIX}{hashlib.sha256(str(Path.cwd().resolve()).encode()).hexdigest()[:8]}:"
+
+
 def use_redis(config: GatewayConfig) -> GatewayConfig:
-    """The config with Redis state when a Redis answers (and the config did not choose memory on purpose)."""
+    """The config with Redis state when a Redis answers (and the config did not choose memory on purpose).
+
+    Only the demo's own prefix is cleared: a test's or another folder's demo keeps its keys.
+    """
     if config.state.backend == "redis":
         return config
     import redis
 
+    prefix = demo_prefix(config)
     try:
         client = redis.Redis.from_url(config.state.redis_url, socket_connect_timeout=0.5, socket_timeout=0.5)
         client.ping()
-        for key in client.scan_iter(match=PREFIX + "*", count=1000):
+        for key in client.scan_iter(match=prefix + "*", count=1000):
             client.delete(key)
         client.close()
     except (redis.RedisError, OSError):
         return config
-    state = StateConfig(backend="redis", redis_url=config.state.redis_url, key_prefix=PREFIX)
+    state = StateConfig(backend="redis", redis_url=config.state.redis_url, key_prefix=prefix)
     return msgspec.structs.replace(config, state=state)
 
 
@@ -66,14 +78,14 @@ def tokens(config: GatewayConfig, key: SigningKey, ttl_seconds: int) -> dict[str
             for consumer_id, (scopes, _) in IDENTITIES.items()}
 
 
-def start_consumer(config: GatewayConfig, erp_url: str, token: str) -> subprocess.Popen[bytes] | None:
+def start_consumer(config: GatewayConfig, erp_url: str, token: str,
+                   spawn: Callable[..., subprocess.Popen[bytes]]) -> subprocess.Popen[bytes] | None:
     """The inventory consumer as a process of its own; it exits with the demo. None without Redis."""
     if config.state.backend != "redis":
         return None
     host = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
-    return subprocess.Popen([sys.executable, "-m", "gateway.demo.inventory_consumer", "--gateway",
-                             f"http://{host}:{config.port}", "--erp", erp_url, "--parent", str(os.getpid())],
-                            env={**os.environ, "GOVGATE_TOKEN": token})
+    return spawn(["-m", "gateway.demo.inventory_consumer", "--gateway", f"http://{host}:{config.port}",
+                  "--erp", erp_url, "--parent", str(os.getpid())], env={**os.environ, "GOVGATE_TOKEN": token})
 
 
 def banner(config: GatewayConfig, tokens_file: Path, erp_url: str) -> list[str]:
@@ -86,7 +98,7 @@ def banner(config: GatewayConfig, tokens_file: Path, erp_url: str) -> list[str]:
              '"subject":"TSHIRT-BLK-M","data":{"sku":"TSHIRT-BLK-M","location":"BE-01-03","delta":-3,'
              '"reason":"cycle-count","onHandAfter":137,"adjustedAt":"2025-11-28T06:45:00Z"}}')
     return [
-        f"Events (Redis state, prefix {PREFIX}): the WMS publishes, a consumer process applies it to the ERP's stock:",
+        f"Events (Redis state, prefix {config.state.key_prefix}): the WMS publishes, a consumer process applies it to the ERP's stock:",
         f"  {wms}",
         f"  curl -i -X POST {base}/events/events.inventory-adjusted/v1 -H \"Authorization: Bearer $WMS\" \\",
         f"       -H 'Content-Type: application/cloudevents+json' -d '{event}'",

@@ -171,7 +171,6 @@ def test_order_list_pages_and_filters(upstream: Upstream, web_order: dict[str, A
     (lambda o: o.update(payment={"method": "cash"}), "/payment/method"),
     (lambda o: o["customer"].update(email="not-an-email"), "/customer/email"),
     (lambda o: o.update(lines=[]), "/lines"),
-    (lambda o: o["lines"][1].update(unitPrice={"amount": "49.00", "currency": "USD"}), "/lines"),
 ])
 def test_order_body_violations_are_400(upstream: Upstream, web_order: dict[str, Any], mutate: Any,
                                        pointer: str) -> None:
@@ -179,6 +178,14 @@ def test_order_body_violations_are_400(upstream: Upstream, web_order: dict[str, 
     response = upstream.call("POST", "/orders", json=web_order, headers={"X-Correlation-ID": "corr-3"})
     problem = assert_problem(response, 400, "corr-3")
     assert problem["errors"][0]["pointer"] == pointer
+
+
+def test_lines_in_two_currencies_break_a_business_rule_the_contract_documents(upstream: Upstream,
+                                                                              web_order: dict[str, Any]) -> None:
+    web_order["lines"][1]["unitPrice"] = {"amount": "49.00", "currency": "USD"}
+    response = upstream.call("POST", "/orders", json=web_order, headers={"X-Correlation-ID": "corr-4"})
+    problem = assert_problem(response, 422, "corr-4")
+    assert problem["type"].endswith("/business-rule") and problem["errors"][0]["pointer"] == "/lines"
 
 
 @pytest.mark.parametrize(("method", "path", "status"), [

@@ -52,6 +52,12 @@ def test_propose_review_publish_deprecate_from_the_cli(server: GatewayProcess, c
 
     text = govgate(server, board[0], "change", "show", change["id"])
     assert text.returncode == 0 and "api-operation-removed-without-deprecation" in text.stdout
+    assert "lint (" in text.stdout and "affected consumers (" in text.stdout
+    waiting = govgate(server, board[0], "change", "list", "--waiting-for-me")
+    assert change["id"] in waiting.stdout
+    assert change["id"] not in govgate(server, integrator, "change", "list", "--waiting-for-me").stdout
+    listed = govgate(server, integrator, "change", "list", "--contract", "returns.authorizations", "--state", "open")
+    assert listed.returncode == 0 and change["id"] in listed.stdout
     assert govgate(server, integrator, "change", "approve", change["id"]).returncode == 1  # not on the board
     for token in board:
         approved = govgate(server, token, "change", "approve", change["id"], "--comment", "fine")
@@ -61,6 +67,11 @@ def test_propose_review_publish_deprecate_from_the_cli(server: GatewayProcess, c
     admin = server.registry_token("ops", ["admin"])
     published = govgate(server, admin, "contract", "publish", "returns.authorizations", "2.0.0")
     assert published.returncode == 0 and "published" in published.stdout
+    # the test channel calls v1 and is not subscribed to v2: the output says so, and so does the 403
+    assert "govgate consumer subscribe channel-test returns.authorizations@2" in published.stdout
+    refused_call = server.client.get("/returns.authorizations/v2/rmas/c2a7d9e4-3b1f-4a6c-8d5e-7f9a0b1c2d3e")
+    assert refused_call.status_code == 403
+    assert "govgate consumer subscribe channel-test returns.authorizations@2" in refused_call.json()["detail"]
     sunset = (dt.date.today() + dt.timedelta(days=40)).isoformat()
     deprecated = govgate(server, admin, "contract", "deprecate", "returns.authorizations", "1.0.0",
                          "--sunset", sunset, "--successor", "2.0.0")
@@ -73,7 +84,14 @@ def test_propose_review_publish_deprecate_from_the_cli(server: GatewayProcess, c
     proposal.write_text(yaml.safe_dump(document))
     refused = govgate(server, integrator, "contract", "propose", str(proposal), "--contract",
                       "returns.authorizations")
-    assert refused.returncode == 1 and "major" in refused.stderr
+    assert refused.returncode == 1 and "major" in refused.stderr and "propose 3.0.0 instead" in refused.stderr
+    first_major = copy.deepcopy(next(e for e in catalog if e["name"] == "returns.authorizations")["loaded"])
+    first_major["info"]["version"] = "1.2.0"  # breaking against 1.0.0; 2.0.0 is taken: the next free major is 3
+    first_major["paths"] = {p: item for p, item in list(first_major["paths"].items())[1:]}
+    proposal.write_text(yaml.safe_dump(first_major))
+    hinted = govgate(server, integrator, "contract", "propose", str(proposal), "--contract", "returns.authorizations")
+    assert hinted.returncode == 1 and "propose 3.0.0 instead" in hinted.stderr, hinted.stderr
+    assert hinted.stderr.startswith("govgate contract propose: the server answered 400: ")
     unreachable = subprocess.run([sys.executable, "-m", "gateway.cli", "audit", "verify", "--url",
                                   "http://127.0.0.1:9", "--token", admin], cwd=ROOT, capture_output=True, text=True)
     assert unreachable.returncode == 2
